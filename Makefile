@@ -1,0 +1,69 @@
+# cvmm: one entry point.  make | make run | make test | make bench | make fuzz | make clean
+#
+# Host code in vmm/ devices/ mm/ is compiled twice: optimised for build/cvmm, and with
+# AddressSanitizer + UndefinedBehaviorSanitizer for the unit tests (build/asan/).
+
+CC      ?= gcc
+VERSION := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+WARN    := -Wall -Wextra -Wno-unused-parameter -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=gnu11 -D_GNU_SOURCE -I. $(WARN) -pthread -DCVMM_VERSION=\"$(VERSION)\"
+LDLIBS  := -lelf -pthread
+SANFLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+
+B := build
+HOST_SRCS := $(sort $(wildcard vmm/*.c devices/*.c mm/*.c))
+LIB_SRCS  := $(filter-out vmm/main.c,$(HOST_SRCS))
+LIB_OBJS  := $(LIB_SRCS:%.c=$(B)/obj/%.o)
+ASAN_OBJS := $(LIB_SRCS:%.c=$(B)/asan/%.o)
+HDRS      := $(wildcard vmm/*.h devices/*.h mm/*.h include/*.h)
+
+UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
+
+.PHONY: all run test unit integration bench fuzz clean deps images
+all: deps-check $(B)/cvmm $(B)/guest.elf
+
+# Install missing build dependencies (Debian, root) on first use.
+deps-check:
+	@scripts/deps.sh --check-or-install
+.PHONY: deps-check
+
+$(B)/obj/%.o: %.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(B)/asan/%.o: %.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(filter-out -O2,$(CFLAGS)) $(SANFLAGS) -c $< -o $@
+
+$(B)/libcvmm.a: $(LIB_OBJS)
+	@rm -f $@; ar rcs $@ $^
+
+$(B)/libcvmm-asan.a: $(ASAN_OBJS)
+	@rm -f $@; ar rcs $@ $^
+
+$(B)/cvmm: $(B)/obj/vmm/main.o $(B)/libcvmm.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(B)/tests/%: tests/unit/%.c $(B)/libcvmm-asan.a $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(filter-out -O2,$(CFLAGS)) $(SANFLAGS) -o $@ $< $(B)/libcvmm-asan.a -lcmocka $(LDLIBS)
+
+# The freestanding guest (rules in guest/guest.mk).
+include guest/guest.mk
+
+images:
+	@scripts/mkimages.sh $(B)
+
+run: all images
+	$(B)/cvmm run --config configs/default.conf
+
+unit: deps-check $(UNIT_BINS)
+	@tests/run-unit.sh $(UNIT_BINS)
+
+test: all $(UNIT_BINS) images
+	@tests/run-all.sh
+
+clean:
+	rm -rf $(B)

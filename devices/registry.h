@@ -1,0 +1,12 @@
+#ifndef CVMM_REGISTRY_H
+#define CVMM_REGISTRY_H
+
+#include <stddef.h>
+
+#include "vmm/vm.h"
+
+/* Create every device the config asks for and register it on vm->pio / vm->mmio.
+ * Called once by vm_create() after RAM exists and before vCPUs run. */
+int devices_setup(struct vm *vm, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,131 @@
+#include "devices/serial.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#define LCR_DLAB 0x80
+#define LSR_THRE 0x20
+#define LSR_TEMT 0x40
+
+int serial_init(struct serial *s, const char *dest, char *err, size_t errlen)
+{
+	memset(s, 0, sizeof(*s));
+	pthread_mutex_init(&s->lock, NULL);
+	s->lcr = 0x03;
+	s->own_fd = -1;
+	if (!dest[0] || !strcmp(dest, "stdio")) {
+		s->out_fd = STDOUT_FILENO;
+		return 0;
+	}
+	s->out_fd = open(dest, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (s->out_fd < 0) {
+		snprintf(err, errlen, "serial '%s': %s", dest, strerror(errno));
+		return -1;
+	}
+	s->own_fd = s->out_fd;
+	return 0;
+}
+
+static void write_all(int fd, const char *p, size_t n)
+{
+	while (n) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return; /* console gone: the guest must not stall on it */
+		p += w;
+		n -= (size_t)w;
+	}
+}
+
+static void flush_locked(struct serial *s)
+{
+	if (!s->len)
+		return;
+	write_all(s->out_fd, s->line, s->len);
+	s->len = 0;
+}
+
+void serial_flush(struct serial *s)
+{
+	pthread_mutex_lock(&s->lock);
+	flush_locked(s);
+	pthread_mutex_unlock(&s->lock);
+}
+
+static void put_char(struct serial *s, uint8_t c)
+{
+	s->line[s->len++] = (char)c;
+	s->bytes++;
+	if (c == '\n' || s->len == sizeof(s->line))
+		flush_locked(s);
+}
+
+int serial_write(void *opaque, uint64_t off, const void *data, unsigned size)
+{
+	struct serial *s = opaque;
+	uint8_t v = *(const uint8_t *)data;
+	if (size != 1)
+		return -1;
+	pthread_mutex_lock(&s->lock);
+	bool dlab = s->lcr & LCR_DLAB;
+	switch (off) {
+	case 0:
+		if (dlab) {
+			s->dll = v;
+		} else {
+			put_char(s, v);
+			if (s->on_output)
+				s->on_output(s->ctx, 1);
+		}
+		break;
+	case 1: if (dlab) s->dlm = v; else s->ier = v & 0x0f; break;
+	case 2: break; /* FCR: FIFOs are always "enabled" and never fill */
+	case 3: s->lcr = v; break;
+	case 4: s->mcr = v & 0x1f; break;
+	case 7: s->scr = v; break;
+	default: break; /* LSR/MSR are read-only */
+	}
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+int serial_read(void *opaque, uint64_t off, void *data, unsigned size)
+{
+	struct serial *s = opaque;
+	uint8_t v = 0;
+	if (size != 1)
+		return -1;
+	pthread_mutex_lock(&s->lock);
+	bool dlab = s->lcr & LCR_DLAB;
+	switch (off) {
+	case 0: v = dlab ? s->dll : 0; break;      /* no input: RBR reads 0 */
+	case 1: v = dlab ? s->dlm : s->ier; break;
+	case 2: v = 0xc1; break;                   /* FIFOs enabled, no interrupt pending */
+	case 3: v = s->lcr; break;
+	case 4: v = s->mcr; break;
+	case 5: v = LSR_THRE | LSR_TEMT; break;    /* transmitter always ready */
+	case 6: v = (s->mcr & 0x10) ? (uint8_t)((s->mcr & 0x0f) << 4) : 0xb0; break; /* DCD DSR CTS */
+	case 7: v = s->scr; break;
+	}
+	pthread_mutex_unlock(&s->lock);
+	*(uint8_t *)data = v;
+	return 0;
+}
+
+int serial_register(struct serial *s, struct bus *pio)
+{
+	return bus_register(pio, "serial0", SERIAL_COM1_BASE, 8, serial_read, serial_write, s);
+}
+
+void serial_destroy(struct serial *s)
+{
+	serial_flush(s);
+	if (s->own_fd >= 0)
+		close(s->own_fd);
+	pthread_mutex_destroy(&s->lock);
+}

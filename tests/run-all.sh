@@ -1,0 +1,22 @@
+#!/bin/bash
+# `make test`: every test, one verdict. Unit tests (ASan+UBSan), integration tests that boot the
+# guest under cvmm (SKIP, loudly, where /dev/kvm is missing), the same guest under QEMU, and a
+# short fuzz run. Ends with "N passed, N failed" and exits nonzero if anything failed.
+set -u
+cd "$(dirname "$0")/.."
+. tests/lib.sh
+. tests/run-unit.sh
+. tests/integration/boot.sh
+
+echo "# unit tests (AddressSanitizer + UndefinedBehaviorSanitizer)"
+unit_run build/tests/test_*
+echo "# integration: cvmm boots the bundled guest"
+boot_tests
+echo "# interop: the same guest under QEMU"
+qemu_tests
+if [ -x tests/fuzz/run.sh ]; then
+	echo "# fuzz (short run)"
+	. tests/fuzz/run.sh
+	fuzz_tests
+fi
+summary

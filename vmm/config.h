@@ -1,0 +1,77 @@
+/* VM configuration: one struct filled from a config file and then from command-line flags.
+ *
+ * File format: `key = value` lines under `[vm]`, `[pmem]` and `[blk]` section headers;
+ * `#` or `;` start a comment; blank lines ignored; surrounding whitespace trimmed.
+ * Flags override the file: both go through config_set(), so a key means the same thing in
+ * both places. Every error names the file:line (or flag) and the key or path at fault. */
+#ifndef CVMM_CONFIG_H
+#define CVMM_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONFIG_PATH_MAX 4096
+#define CONFIG_CMDLINE_MAX 2048
+#define CONFIG_MAX_CPUS 64
+
+struct pmem_config {
+	bool present;          /* a [pmem] section (or flag) was given */
+	char path[CONFIG_PATH_MAX];
+	uint64_t size;         /* bytes; 0 = size of the file */
+	uint64_t granule;      /* bytes; 0 = choose automatically */
+	bool populate;
+	bool readonly;
+};
+
+struct blk_config {
+	bool present;
+	char path[CONFIG_PATH_MAX];
+	uint64_t offset;       /* byte offset of the disk inside the file */
+	uint64_t size;         /* 0 = rest of the file */
+	bool readonly;
+	bool direct;           /* O_DIRECT (default on) */
+};
+
+struct vm_config {
+	/* [vm] */
+	char kernel[CONFIG_PATH_MAX];
+	char cmdline[CONFIG_CMDLINE_MAX];
+	uint64_t mem_size;     /* bytes, default 256 MiB */
+	int cpus;              /* default 1 */
+	char serial[CONFIG_PATH_MAX]; /* "stdio" (default) or a file path */
+	char cpuid_mask[256];  /* comma-separated feature names to hide, e.g. "cx16,xsave" */
+	char stats_json[CONFIG_PATH_MAX]; /* "" = none */
+	char control[CONFIG_PATH_MAX];    /* control socket path, "" = none */
+	unsigned timeout_s;    /* 0 = none: kill the guest after this many seconds */
+	struct pmem_config pmem;
+	struct blk_config blk;
+	/* directory the config file was in: relative paths in the file resolve against it */
+	char base_dir[CONFIG_PATH_MAX];
+};
+
+/* Defaults: mem 256M, cpus 1, serial stdio, blk.direct on. */
+void config_defaults(struct vm_config *c);
+
+/* Set one key in a section ("vm", "pmem", "blk"). `where` names the origin for messages
+ * ("default.conf:12" or "--mem"). Returns 0, or -1 with a one-line message in err. */
+int config_set(struct vm_config *c, const char *section, const char *key, const char *value,
+	       const char *where, char *err, size_t errlen);
+
+/* Parse a whole file. Returns 0 or -1 with err set (names file:line and the key). */
+int config_parse_file(struct vm_config *c, const char *path, char *err, size_t errlen);
+/* Same, from a string (unit tests, fuzzing); `name` is used in messages. */
+int config_parse_string(struct vm_config *c, const char *text, const char *name, char *err,
+			size_t errlen);
+
+/* Final checks after file + flags: kernel given and readable, sizes sane (mem >= 16 MiB,
+ * multiple of 4 KiB, cpus 1..CONFIG_MAX_CPUS), pmem size multiple of 2 MiB, granule a power of
+ * two in 4 KiB..2 MiB, files exist. Returns 0 or -1 with err naming the key/path. */
+int config_validate(const struct vm_config *c, char *err, size_t errlen);
+
+/* "256M", "1G", "4k", "2MiB", "4096" -> bytes. Returns 0, or -1 on junk, overflow, or empty. */
+int config_parse_size(const char *s, uint64_t *out);
+/* "on/off/yes/no/true/false/1/0" -> bool. Returns 0 or -1. */
+int config_parse_bool(const char *s, bool *out);
+
+#endif

@@ -1,0 +1,130 @@
+#include "vmm/cpuid.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { EAX, EBX, ECX, EDX };
+
+const struct cpuid_feature cpuid_features[] = {
+	{ "mce", 1, 0, EDX, 7 },       { "mca", 1, 0, EDX, 14 },
+	{ "pcid", 1, 0, ECX, 17 },     { "x2apic", 1, 0, ECX, 21 },
+	{ "tsc-deadline", 1, 0, ECX, 24 },
+	{ "cx16", 1, 0, ECX, 13 },     { "xsave", 1, 0, ECX, 26 },
+	{ "osxsave", 1, 0, ECX, 27 },  { "avx", 1, 0, ECX, 28 },
+	{ "rdrand", 1, 0, ECX, 30 },   { "hypervisor", 1, 0, ECX, 31 },
+	{ "fsgsbase", 7, 0, EBX, 0 },  { "avx2", 7, 0, EBX, 5 },
+	{ "smep", 7, 0, EBX, 7 },      { "avx512f", 7, 0, EBX, 16 },
+	{ "rdseed", 7, 0, EBX, 18 },   { "smap", 7, 0, EBX, 20 },
+	{ "la57", 7, 0, ECX, 16 },     { "pdpe1gb", 0x80000001, 0, EDX, 26 },
+	{ "rdtscp", 0x80000001, 0, EDX, 27 },
+};
+const size_t cpuid_nr_features = sizeof(cpuid_features) / sizeof(cpuid_features[0]);
+
+struct kvm_cpuid_entry2 *cpuid_find(struct kvm_cpuid2 *c, uint32_t leaf, uint32_t subleaf)
+{
+	for (uint32_t i = 0; i < c->nent; i++) {
+		struct kvm_cpuid_entry2 *e = &c->entries[i];
+		if (e->function != leaf)
+			continue;
+		if ((e->flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX) && e->index != subleaf)
+			continue;
+		return e;
+	}
+	return NULL;
+}
+
+static uint32_t *reg_of(struct kvm_cpuid_entry2 *e, int reg)
+{
+	switch (reg) {
+	case EAX: return &e->eax;
+	case EBX: return &e->ebx;
+	case ECX: return &e->ecx;
+	default: return &e->edx;
+	}
+}
+
+static int hide_one(struct kvm_cpuid2 *c, const char *name, size_t len, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < cpuid_nr_features; i++) {
+		const struct cpuid_feature *f = &cpuid_features[i];
+		if (strlen(f->name) != len || strncmp(f->name, name, len) != 0)
+			continue;
+		struct kvm_cpuid_entry2 *e = cpuid_find(c, f->leaf, f->subleaf);
+		if (e)
+			*reg_of(e, f->reg) &= ~(1u << f->bit);
+		/* Without XSAVE the guest must not see the XSAVE state leaf either. */
+		if (!strcmp(f->name, "xsave"))
+			for (uint32_t j = 0; j < c->nent; j++)
+				if (c->entries[j].function == 0xd)
+					c->entries[j].eax = c->entries[j].ebx = c->entries[j].ecx =
+						c->entries[j].edx = 0;
+		return 0;
+	}
+	char known[512] = "";
+	for (size_t i = 0; i < cpuid_nr_features; i++) {
+		strncat(known, cpuid_features[i].name, sizeof(known) - strlen(known) - 2);
+		if (i + 1 < cpuid_nr_features)
+			strncat(known, ",", sizeof(known) - strlen(known) - 1);
+	}
+	snprintf(err, errlen, "cpuid_mask: unknown feature '%.*s' (known: %s, or the preset pvm-host)",
+		 (int)len, name, known);
+	return -1;
+}
+
+int cpuid_apply_mask(struct kvm_cpuid2 *c, const char *mask, char *err, size_t errlen)
+{
+	const char *p = mask;
+	while (p && *p) {
+		while (*p == ',' || *p == ' ')
+			p++;
+		if (!*p)
+			break;
+		size_t len = strcspn(p, ", ");
+		if (len == 8 && !strncmp(p, "pvm-host", 8)) {
+			if (cpuid_apply_mask(c, CPUID_PRESET_PVM_HOST, err, errlen))
+				return -1;
+		} else if (hide_one(c, p, len, err, errlen)) {
+			return -1;
+		}
+		p += len;
+	}
+	return 0;
+}
+
+void cpuid_set_topology(struct kvm_cpuid2 *c, unsigned apic_id, unsigned ncpus)
+{
+	struct kvm_cpuid_entry2 *e = cpuid_find(c, 1, 0);
+	if (e) {
+		e->ebx = (e->ebx & 0x0000ffff) | ((apic_id & 0xff) << 24) | ((ncpus & 0xff) << 16);
+		if (ncpus > 1)
+			e->edx |= 1u << 28; /* HTT: EBX[23:16] is valid */
+	}
+	/* Leaf 0xB: one SMT level holding all vCPUs; EDX is the x2APIC ID. */
+	for (uint32_t i = 0; i < c->nent; i++) {
+		struct kvm_cpuid_entry2 *x = &c->entries[i];
+		if (x->function != 0xb && x->function != 0x1f)
+			continue;
+		x->edx = apic_id;
+		if (x->index == 0) {
+			unsigned shift = 0;
+			while ((1u << shift) < ncpus)
+				shift++;
+			x->eax = shift;
+			x->ebx = ncpus;
+			x->ecx = (1u << 8) | 0; /* level type SMT */
+		} else {
+			x->eax = x->ebx = 0;
+			x->ecx = x->index; /* invalid level: ends the enumeration */
+		}
+	}
+}
+
+struct kvm_cpuid2 *cpuid_dup(const struct kvm_cpuid2 *c)
+{
+	size_t sz = sizeof(*c) + c->nent * sizeof(c->entries[0]);
+	struct kvm_cpuid2 *d = malloc(sz);
+	if (d)
+		memcpy(d, c, sz);
+	return d;
+}

@@ -1,0 +1,34 @@
+/* CPUID policy: start from KVM_GET_SUPPORTED_CPUID, hide what the config masks, and give each
+ * vCPU its topology (APIC ID, logical CPU count). Pure functions over a kvm_cpuid2 so they can
+ * be unit tested without /dev/kvm. */
+#ifndef CVMM_CPUID_H
+#define CVMM_CPUID_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vmm/kvm_compat.h"
+
+/* Features that can be hidden by name in `cpuid_mask` (comma separated). */
+struct cpuid_feature {
+	const char *name;
+	uint32_t leaf, subleaf;
+	int reg; /* 0 eax, 1 ebx, 2 ecx, 3 edx */
+	int bit;
+};
+extern const struct cpuid_feature cpuid_features[];
+extern const size_t cpuid_nr_features;
+
+/* Preset for hosts like the project's (HOST.md): what a Linux guest needs hidden to get past
+ * early boot when ring-0 code is emulated by KVM. Usable as `cpuid_mask = pvm-host`. */
+#define CPUID_PRESET_PVM_HOST "cx16,xsave,osxsave,avx,avx2,avx512f"
+
+struct kvm_cpuid_entry2 *cpuid_find(struct kvm_cpuid2 *c, uint32_t leaf, uint32_t subleaf);
+/* Apply a mask list; unknown names fail with err naming the name and listing known ones. */
+int cpuid_apply_mask(struct kvm_cpuid2 *c, const char *mask, char *err, size_t errlen);
+/* Set APIC ID and logical CPU count for one vCPU (leaf 1 EBX, HTT, leaf 0xB x2APIC IDs). */
+void cpuid_set_topology(struct kvm_cpuid2 *c, unsigned apic_id, unsigned ncpus);
+/* Copy of a kvm_cpuid2 (malloc'd). */
+struct kvm_cpuid2 *cpuid_dup(const struct kvm_cpuid2 *c);
+
+#endif

@@ -1,0 +1,153 @@
+/* cvmm command line: `cvmm run [options]`, `cvmm --help`, `cvmm --version`. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vmm/config.h"
+#include "vmm/vm.h"
+
+static const char usage[] =
+"usage: cvmm run [--config FILE] [--kernel FILE] [--cmdline STR] [--mem SIZE] [--cpus N]\n"
+"                [--serial stdio|FILE] [--cpuid-mask LIST] [--timeout SECONDS]\n"
+"                [--stats-json FILE]\n"
+"       cvmm --help | --version\n"
+"\n"
+"Boot a guest on KVM. Settings come from --config (a file of `key = value` lines in [vm],\n"
+"[pmem] and [blk] sections, see README.md) and then from flags, which override the file.\n"
+"\n"
+"  --config FILE       read settings from FILE; relative paths in it are relative to FILE\n"
+"  --kernel FILE       guest kernel: an ELF64 x86-64 executable, entered at e_entry in\n"
+"                      64-bit mode with a PVH hvm_start_info (config: [vm] kernel)\n"
+"  --cmdline STR       guest command line ([vm] cmdline)\n"
+"  --mem SIZE          guest RAM, e.g. 256M, 1G (default 256M) ([vm] mem)\n"
+"  --cpus N            vCPUs, 1..64 (default 1) ([vm] cpus)\n"
+"  --serial DEST       COM1 output: stdio (default) or a file path ([vm] serial)\n"
+"  --cpuid-mask LIST   comma-separated CPUID features to hide, or the preset pvm-host\n"
+"                      ([vm] cpuid_mask)\n"
+"  --timeout SECONDS   stop the guest after SECONDS and exit 124 ([vm] timeout)\n"
+"  --stats-json FILE   write run statistics as JSON at exit ([vm] stats_json)\n"
+"\n"
+"Exit status: the value the guest wrote to the debug-exit port 0xf4 (the bundled guest:\n"
+"0 all tests passed, 1 a test failed, 2 crash or bad command line); 124 timeout;\n"
+"125 the guest stopped abnormally (triple fault, KVM error); 126 a setup error (bad\n"
+"config, missing file, no /dev/kvm); 64 bad usage.\n"
+"At exit cvmm prints one summary line on stderr: why it stopped, run time, time to the\n"
+"guest's first output and VM exits by kind.\n";
+
+enum { OPT_CONFIG = 256, OPT_CMDLINE, OPT_CPUID_MASK, OPT_TIMEOUT, OPT_STATS_JSON };
+
+static const struct option long_opts[] = {
+	{ "config", required_argument, NULL, OPT_CONFIG },
+	{ "kernel", required_argument, NULL, 'k' },
+	{ "cmdline", required_argument, NULL, OPT_CMDLINE },
+	{ "mem", required_argument, NULL, 'm' },
+	{ "cpus", required_argument, NULL, 'c' },
+	{ "serial", required_argument, NULL, 's' },
+	{ "cpuid-mask", required_argument, NULL, OPT_CPUID_MASK },
+	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+	{ "stats-json", required_argument, NULL, OPT_STATS_JSON },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static const char *flag_key(int opt)
+{
+	switch (opt) {
+	case 'k': return "kernel";
+	case OPT_CMDLINE: return "cmdline";
+	case 'm': return "mem";
+	case 'c': return "cpus";
+	case 's': return "serial";
+	case OPT_CPUID_MASK: return "cpuid_mask";
+	case OPT_TIMEOUT: return "timeout";
+	case OPT_STATS_JSON: return "stats_json";
+	default: return NULL;
+	}
+}
+
+static int cmd_run(int argc, char **argv)
+{
+	static struct vm_config cfg;
+	char err[512] = "";
+	config_defaults(&cfg);
+
+	/* Pass 1: the config file, so that flags (pass 2) override it wherever they stand. */
+	int opt;
+	opterr = 0;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
+		if (opt == OPT_CONFIG && config_parse_file(&cfg, optarg, err, sizeof(err))) {
+			fprintf(stderr, "cvmm: %s\n", err);
+			return 126;
+		}
+	}
+	opterr = 1;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
+		if (opt == 'h') {
+			fputs(usage, stdout);
+			return 0;
+		}
+		if (opt == '?' || opt == ':') {
+			fprintf(stderr, "cvmm: see 'cvmm --help'\n");
+			return 64;
+		}
+		const char *key = flag_key(opt);
+		if (!key)
+			continue;
+		char where[64];
+		snprintf(where, sizeof(where), "--%s", long_opts[0].name);
+		for (const struct option *o = long_opts; o->name; o++)
+			if (o->val == opt)
+				snprintf(where, sizeof(where), "--%s", o->name);
+		if (config_set(&cfg, "vm", key, optarg, where, err, sizeof(err))) {
+			fprintf(stderr, "cvmm: %s\n", err);
+			return 126;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "cvmm: unexpected argument '%s' (see 'cvmm --help')\n", argv[optind]);
+		return 64;
+	}
+	if (!cfg.kernel[0]) {
+		fprintf(stderr, "cvmm: no kernel: give --kernel FILE or --config FILE with [vm] kernel "
+				"(see 'cvmm --help')\n");
+		return 64;
+	}
+	if (config_validate(&cfg, err, sizeof(err))) {
+		fprintf(stderr, "cvmm: %s\n", err);
+		return 126;
+	}
+
+	static struct vm vm;
+	if (vm_create(&vm, &cfg, err, sizeof(err))) {
+		fprintf(stderr, "cvmm: %s\n", err);
+		vm_destroy(&vm);
+		return 126;
+	}
+	int status = vm_run(&vm);
+	vm_print_summary(&vm);
+	vm_destroy(&vm);
+	return status;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		fputs(usage, stderr);
+		return 64;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+		fputs(usage, stdout);
+		return 0;
+	}
+	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
+		printf("cvmm %s\n", CVMM_VERSION);
+		return 0;
+	}
+	if (!strcmp(argv[1], "run"))
+		return cmd_run(argc - 1, argv + 1);
+	fprintf(stderr, "cvmm: unknown command '%s' (see 'cvmm --help')\n", argv[1]);
+	return 64;
+}

@@ -1,0 +1,308 @@
+#include "vmm/vm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "devices/registry.h"
+#include "devices/serial.h"
+#include "vmm/boot.h"
+#include "vmm/cpuid.h"
+#include "vmm/kvm_compat.h"
+#include "vmm/vcpu.h"
+
+double ts_diff(const struct timespec *a, const struct timespec *b)
+{
+	return (double)(b->tv_sec - a->tv_sec) + (double)(b->tv_nsec - a->tv_nsec) / 1e9;
+}
+
+static int fail(char *err, size_t errlen, const char *what)
+{
+	snprintf(err, errlen, "%s: %s", what, strerror(errno));
+	return -1;
+}
+
+/* /dev/kvm: say exactly what is wrong, since "it does not start" is the usual first report. */
+static int kvm_open(struct vm *vm, char *err, size_t errlen)
+{
+	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (vm->kvm_fd < 0) {
+		if (errno == ENOENT)
+			snprintf(err, errlen, "/dev/kvm: not present (KVM not available on this host: "
+				 "load kvm_intel/kvm_amd or enable virtualization)");
+		else if (errno == EACCES || errno == EPERM)
+			snprintf(err, errlen, "/dev/kvm: permission denied (run as root or join the "
+				 "'kvm' group)");
+		else
+			snprintf(err, errlen, "/dev/kvm: %s", strerror(errno));
+		return -1;
+	}
+	int api = ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0);
+	if (api != KVM_API_VERSION) {
+		snprintf(err, errlen, "/dev/kvm: API version %d, cvmm needs %d", api, KVM_API_VERSION);
+		return -1;
+	}
+	return 0;
+}
+
+static int set_memslot(struct vm *vm, uint32_t slot, uint64_t gpa, uint64_t size, void *host,
+		       char *err, size_t errlen)
+{
+	struct kvm_userspace_memory_region r = {
+		.slot = slot, .flags = 0, .guest_phys_addr = gpa, .memory_size = size,
+		.userspace_addr = (uint64_t)(uintptr_t)host,
+	};
+	if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0)
+		return fail(err, errlen, "KVM_SET_USER_MEMORY_REGION");
+	return 0;
+}
+
+static int setup_ram(struct vm *vm, char *err, size_t errlen)
+{
+	vm->ram_size = vm->cfg->mem_size;
+	vm->ram = mmap(NULL, vm->ram_size, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (vm->ram == MAP_FAILED) {
+		vm->ram = NULL;
+		return fail(err, errlen, "guest RAM mmap");
+	}
+	uint64_t low = vm->ram_size < LOW_RAM_MAX ? vm->ram_size : LOW_RAM_MAX;
+	uint64_t high = vm->ram_size - low;
+	if (set_memslot(vm, 0, 0, low, vm->ram, err, errlen) ||
+	    guest_mem_add(&vm->mem, 0, low, vm->ram) < 0)
+		return -1;
+	vm->nr_memslots = 1;
+	if (high) {
+		uint8_t *h = (uint8_t *)vm->ram + low;
+		if (set_memslot(vm, 1, GPA_HIGH_RAM, high, h, err, errlen) ||
+		    guest_mem_add(&vm->mem, GPA_HIGH_RAM, high, h) < 0)
+			return -1;
+		vm->nr_memslots = 2;
+	}
+	return 0;
+}
+
+static int setup_cpuid(struct vm *vm, char *err, size_t errlen)
+{
+	int nent = 256;
+	for (;;) {
+		struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + (size_t)nent * sizeof(c->entries[0]));
+		if (!c)
+			return fail(err, errlen, "cpuid");
+		c->nent = (uint32_t)nent;
+		if (ioctl(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, c) == 0) {
+			vm->cpuid = c;
+			break;
+		}
+		free(c);
+		if (errno != E2BIG || nent > 4096)
+			return fail(err, errlen, "KVM_GET_SUPPORTED_CPUID");
+		nent *= 2;
+	}
+	return cpuid_apply_mask(vm->cpuid, vm->cfg->cpuid_mask, err, errlen);
+}
+
+int vm_create(struct vm *vm, struct vm_config *cfg, char *err, size_t errlen)
+{
+	memset(vm, 0, sizeof(*vm));
+	vm->cfg = cfg;
+	vm->kvm_fd = vm->vm_fd = -1;
+	vm->ncpus = cfg->cpus;
+	pthread_mutex_init(&vm->lock, NULL);
+	pthread_cond_init(&vm->cond, NULL);
+	bus_init(&vm->pio, "pio");
+	bus_init(&vm->mmio, "mmio");
+	clock_gettime(CLOCK_MONOTONIC, &vm->stats.t_start);
+
+	if (kvm_open(vm, err, errlen))
+		return -1;
+	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+	if (vm->vm_fd < 0)
+		return fail(err, errlen, "KVM_CREATE_VM");
+
+	/* Without this, every memslot change zaps all shadow pages of the VM (HOST.md); the page
+	 * cache changes memslots on every fault and invalidation, so it must zap only the slot. */
+	int quirks = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_DISABLE_QUIRKS2);
+	if (quirks > 0 && (quirks & KVM_X86_QUIRK_SLOT_ZAP_ALL)) {
+		struct kvm_enable_cap cap = { .cap = KVM_CAP_DISABLE_QUIRKS2,
+					      .args = { KVM_X86_QUIRK_SLOT_ZAP_ALL } };
+		if (ioctl(vm->vm_fd, KVM_ENABLE_CAP, &cap) < 0)
+			return fail(err, errlen, "KVM_ENABLE_CAP(DISABLE_QUIRKS2, SLOT_ZAP_ALL)");
+		vm->slot_zap_quirk_off = true;
+	}
+
+	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, 0xfffbd000UL) < 0)
+		return fail(err, errlen, "KVM_SET_TSS_ADDR");
+	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0)
+		return fail(err, errlen, "KVM_CREATE_IRQCHIP");
+
+	if (setup_ram(vm, err, errlen) || setup_cpuid(vm, err, errlen))
+		return -1;
+	if (devices_setup(vm, err, errlen))
+		return -1;
+
+	if (elf_load_file(cfg->kernel, &vm->mem, 0, GPA_RESERVED_END, &vm->kernel, err, errlen))
+		return -1;
+	uint64_t low = vm->ram_size < LOW_RAM_MAX ? vm->ram_size : LOW_RAM_MAX;
+	if (boot_setup_pvh(&vm->mem, low, vm->ram_size - low, cfg->cmdline, err, errlen))
+		return -1;
+
+	vm->vcpus = calloc((size_t)vm->ncpus, sizeof(*vm->vcpus));
+	if (!vm->vcpus)
+		return fail(err, errlen, "vcpus");
+	for (int i = 0; i < vm->ncpus; i++)
+		if (vcpu_create(vm, &vm->vcpus[i], i, err, errlen))
+			return -1;
+	return 0;
+}
+
+void vm_note_output(struct vm *vm, size_t bytes)
+{
+	if (!__atomic_load_n(&vm->stats.have_first_output, __ATOMIC_RELAXED)) {
+		pthread_mutex_lock(&vm->lock);
+		if (!vm->stats.have_first_output) {
+			clock_gettime(CLOCK_MONOTONIC, &vm->stats.t_first_output);
+			__atomic_store_n(&vm->stats.have_first_output, true, __ATOMIC_RELEASE);
+		}
+		pthread_mutex_unlock(&vm->lock);
+	}
+	__atomic_add_fetch(&vm->stats.serial_bytes, bytes, __ATOMIC_RELAXED);
+}
+
+void vm_request_stop(struct vm *vm, int status, const char *fmt, ...)
+{
+	pthread_mutex_lock(&vm->lock);
+	if (!vm->stopping) {
+		vm->exit_status = status;
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(vm->stop_reason, sizeof(vm->stop_reason), fmt, ap);
+		va_end(ap);
+		__atomic_store_n(&vm->stopping, true, __ATOMIC_RELEASE);
+		for (int i = 0; i < vm->ncpus; i++)
+			vcpu_kick(&vm->vcpus[i]);
+		pthread_cond_broadcast(&vm->cond);
+	}
+	pthread_mutex_unlock(&vm->lock);
+}
+
+int vm_run(struct vm *vm)
+{
+	vcpu_signals_init();
+	for (int i = 0; i < vm->ncpus; i++) {
+		struct vcpu *v = &vm->vcpus[i];
+		if (pthread_create(&v->thread, NULL, vcpu_thread, v) != 0) {
+			vm_request_stop(vm, 125, "cannot start vcpu %d thread", i);
+			break;
+		}
+		pthread_mutex_lock(&vm->lock);
+		v->started = true;
+		if (vm->stopping)
+			vcpu_kick(v);
+		pthread_mutex_unlock(&vm->lock);
+	}
+
+	pthread_mutex_lock(&vm->lock);
+	struct timespec deadline;
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += vm->cfg->timeout_s;
+	while (!vm->stopping) {
+		if (vm->cfg->timeout_s) {
+			if (pthread_cond_timedwait(&vm->cond, &vm->lock, &deadline) == ETIMEDOUT &&
+			    !vm->stopping) {
+				pthread_mutex_unlock(&vm->lock);
+				vm_request_stop(vm, 124, "timeout: guest still running after %u s",
+						vm->cfg->timeout_s);
+				pthread_mutex_lock(&vm->lock);
+			}
+		} else {
+			pthread_cond_wait(&vm->cond, &vm->lock);
+		}
+	}
+	pthread_mutex_unlock(&vm->lock);
+
+	for (int i = 0; i < vm->ncpus; i++)
+		if (vm->vcpus[i].started)
+			pthread_join(vm->vcpus[i].thread, NULL);
+	clock_gettime(CLOCK_MONOTONIC, &vm->stats.t_end);
+	if (vm->serial)
+		serial_flush(vm->serial);
+	return vm->exit_status;
+}
+
+static const char *const exit_names[VMEXIT_NR] = {
+	[VMEXIT_IO] = "io", [VMEXIT_MMIO] = "mmio", [VMEXIT_HLT] = "hlt",
+	[VMEXIT_SHUTDOWN] = "shutdown", [VMEXIT_INTERNAL] = "internal", [VMEXIT_INTR] = "intr",
+	[VMEXIT_OTHER] = "other",
+};
+
+void vm_print_summary(struct vm *vm)
+{
+	uint64_t exits[VMEXIT_NR] = { 0 };
+	for (int i = 0; i < vm->ncpus; i++)
+		for (int k = 0; k < VMEXIT_NR; k++)
+			exits[k] += vm->vcpus[i].exits[k];
+	double run = ts_diff(&vm->stats.t_start, &vm->stats.t_end);
+	char first[32] = "none";
+	if (vm->stats.have_first_output)
+		snprintf(first, sizeof(first), "%.3f s",
+			 ts_diff(&vm->stats.t_start, &vm->stats.t_first_output));
+	char ex[256] = "";
+	size_t n = 0;
+	for (int k = 0; k < VMEXIT_NR; k++)
+		if (exits[k] && n < sizeof(ex))
+			n += (size_t)snprintf(ex + n, sizeof(ex) - n, "%s%s %llu", n ? ", " : "",
+					      exit_names[k], (unsigned long long)exits[k]);
+	fprintf(stderr, "cvmm: %s; status %d; run %.3f s, first output %s, exits: %s\n",
+		vm->stop_reason, vm->exit_status, run, first, n ? ex : "none");
+
+	if (vm->cfg->stats_json[0]) {
+		FILE *f = fopen(vm->cfg->stats_json, "w");
+		if (!f) {
+			fprintf(stderr, "cvmm: stats_json '%s': %s\n", vm->cfg->stats_json,
+				strerror(errno));
+			return;
+		}
+		fprintf(f, "{\"status\": %d, \"run_s\": %.6f, \"first_output_s\": %.6f, "
+			   "\"serial_bytes\": %llu, \"exits\": {",
+			vm->exit_status, run,
+			vm->stats.have_first_output
+				? ts_diff(&vm->stats.t_start, &vm->stats.t_first_output) : -1.0,
+			(unsigned long long)vm->stats.serial_bytes);
+		for (int k = 0; k < VMEXIT_NR; k++)
+			fprintf(f, "%s\"%s\": %llu", k ? ", " : "", exit_names[k],
+				(unsigned long long)exits[k]);
+		fprintf(f, "}, \"unclaimed_pio\": %llu, \"unclaimed_mmio\": %llu}\n",
+			(unsigned long long)vm->pio.unclaimed, (unsigned long long)vm->mmio.unclaimed);
+		fclose(f);
+	}
+}
+
+void vm_destroy(struct vm *vm)
+{
+	if (vm->vcpus) {
+		for (int i = 0; i < vm->ncpus; i++)
+			vcpu_destroy(&vm->vcpus[i]);
+		free(vm->vcpus);
+	}
+	if (vm->serial) {
+		serial_destroy(vm->serial);
+		free(vm->serial);
+	}
+	free(vm->debug_exit);
+	free(vm->cpuid);
+	if (vm->ram)
+		munmap(vm->ram, vm->ram_size);
+	if (vm->vm_fd >= 0)
+		close(vm->vm_fd);
+	if (vm->kvm_fd >= 0)
+		close(vm->kvm_fd);
+	pthread_mutex_destroy(&vm->lock);
+	pthread_cond_destroy(&vm->cond);
+}

@@ -1,0 +1,103 @@
+/* One virtual machine: its KVM handles, guest RAM, buses, vCPUs and run state.
+ * All state lives here and is passed explicitly, so tests can build several VMs in one process. */
+#ifndef CVMM_VM_H
+#define CVMM_VM_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "devices/bus.h"
+#include "vmm/config.h"
+#include "vmm/guest_mem.h"
+#include "vmm/loader.h"
+
+/* Guest-physical layout (see also vmm/boot.c). RAM starts at 0; up to LOW_RAM_MAX of it sits
+ * below the PCI hole and the rest at 4 GiB. */
+#define GPA_BOOT_GDT        0x0500ULL
+#define GPA_BOOT_PML4       0x1000ULL
+#define GPA_BOOT_PDPT       0x2000ULL
+#define GPA_BOOT_PD         0x3000ULL /* 4 pages: 0..4 GiB in 2 MiB pages */
+#define GPA_START_INFO      0x7000ULL
+#define GPA_MEMMAP          0x7100ULL
+#define GPA_CMDLINE         0x8000ULL
+#define GPA_RESERVED_END    0x100000ULL /* kernels load at or above 1 MiB */
+/* The PCI hole starts with the ECAM window at the address QEMU q35 uses, so the bundled guest
+ * finds PCI configuration space at the same place under both. */
+#define GPA_PCI_HOLE        0xB0000000ULL
+#define GPA_ECAM            0xB0000000ULL /* 256 MiB: buses 0..255 */
+#define GPA_PCI_MMIO        0xC0000000ULL /* BARs from here up to GPA_PCI_MMIO_END */
+#define GPA_PCI_MMIO_END    0xFEC00000ULL /* IOAPIC, LAPIC and the TSS page above */
+#define GPA_HIGH_RAM        0x100000000ULL
+#define LOW_RAM_MAX         GPA_PCI_HOLE
+
+enum vm_exit_kind {
+	VMEXIT_IO, VMEXIT_MMIO, VMEXIT_HLT, VMEXIT_SHUTDOWN, VMEXIT_INTERNAL, VMEXIT_INTR,
+	VMEXIT_OTHER, VMEXIT_NR
+};
+
+struct vcpu {
+	struct vm *vm;
+	int index;
+	int fd;
+	struct kvm_run *run;
+	size_t run_size;
+	pthread_t thread;
+	bool started;
+	uint64_t exits[VMEXIT_NR];
+};
+
+struct vm_stats {
+	struct timespec t_start, t_first_output, t_end;
+	bool have_first_output;
+	uint64_t serial_bytes;
+};
+
+struct vm {
+	struct vm_config *cfg;
+	int kvm_fd;
+	int vm_fd;
+	int nr_memslots;
+	void *ram;             /* one host mapping for all of RAM */
+	uint64_t ram_size;
+	struct guest_mem mem;
+	struct bus pio;
+	struct bus mmio;
+	struct load_info kernel;
+	int ncpus;
+	struct vcpu *vcpus;
+	struct kvm_cpuid2 *cpuid;  /* policy shared by all vCPUs (APIC ID patched per vCPU) */
+
+	/* run state */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool stopping;
+	int exit_status;       /* what cvmm exits with */
+	char stop_reason[256];
+
+	/* devices */
+	struct serial *serial;
+	struct debug_exit *debug_exit;
+	bool slot_zap_quirk_off;
+	struct vm_stats stats;
+};
+
+/* Build a VM from a validated config: KVM VM, RAM, devices, kernel, vCPUs (not yet running).
+ * Returns 0, or -1 with a one-line message in err. */
+int vm_create(struct vm *vm, struct vm_config *cfg, char *err, size_t errlen);
+/* Run every vCPU until the guest ends the VM (debug-exit, shutdown, fatal exit, timeout).
+ * Returns the exit status cvmm should exit with. */
+int vm_run(struct vm *vm);
+/* Ask every vCPU to stop with this status (first caller wins). Thread-safe. */
+void vm_request_stop(struct vm *vm, int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void vm_destroy(struct vm *vm);
+/* One-line summary on stderr (and JSON to cfg->stats_json if set). */
+void vm_print_summary(struct vm *vm);
+/* The guest produced its first output now (serial): time to first output. */
+void vm_note_output(struct vm *vm, size_t bytes);
+
+double ts_diff(const struct timespec *a, const struct timespec *b);
+
+#endif
