@@ -1,0 +1,31 @@
+/* The one table of scenarios. */
+#include "lib/rt.h"
+#include "scenarios/scenario.h"
+
+extern const struct scenario scenario_hello, scenario_smp, scenario_hang, scenario_fault;
+
+static const struct scenario *const table[] = {
+	&scenario_hello,
+	&scenario_smp,
+	&scenario_hang,
+	&scenario_fault,
+};
+
+#define N (sizeof(table) / sizeof(table[0]))
+
+const struct scenario *scenario_find(const char *name)
+{
+	for (size_t i = 0; i < N; i++)
+		if (!strcmp(table[i]->name, name))
+			return table[i];
+	return NULL;
+}
+
+void scenario_names(char *buf, size_t size)
+{
+	size_t len = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < N && len < size; i++)
+		len += snprintf(buf + len, size - len, "%s%s", i ? ", " : "", table[i]->name);
+}
