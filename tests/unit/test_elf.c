@@ -429,6 +429,13 @@ static void test_filesz_exceeds_memsz(void **state)
 
 	f->b.ph[1].p_filesz = DATA_MEMSZ + 1;
 	assert_refused(f, "program header 1: filesz 0x1001 larger than memsz 0x1000");
+	/* bss only (filesz 0): p_offset is irrelevant, even absurd, and the segment is zeroed */
+	f->b.ph[1].p_filesz = 0;
+	f->b.ph[1].p_offset = UINT64_MAX - 2;
+	assert_int_equal(load(f), 0);
+	for (uint64_t a = DATA_GPA; a < DATA_GPA + DATA_MEMSZ; a++)
+		if (f->ram[a] != 0)
+			fail_msg("bss byte at 0x%llx is 0x%02x", (unsigned long long)a, f->ram[a]);
 }
 
 static void test_segment_outside_ram(void **state)
