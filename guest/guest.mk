@@ -11,7 +11,8 @@ GUEST_LDFLAGS := -nostdlib -static -no-pie -Wl,-T,guest/guest.ld -Wl,--build-id=
 	-Wl,-z,max-page-size=4096 -Wl,--no-warn-rwx-segments \
 	-Wl,-z,noexecstack
 
-GUEST_SRCS := $(sort $(wildcard guest/arch/*.S guest/arch/*.c guest/lib/*.c guest/scenarios/*.c))
+GUEST_SRCS := $(sort $(wildcard guest/arch/*.S guest/arch/*.c guest/lib/*.c guest/drivers/*.c \
+	guest/scenarios/*.c))
 GUEST_OBJS := $(patsubst guest/%,$(B)/guest/%.o,$(GUEST_SRCS))
 GUEST_HDRS := $(wildcard guest/*/*.h)
 

@@ -1,17 +1,44 @@
 #!/bin/sh
 # Run the test guest under QEMU, the second implementation its results are compared with.
 #   guest/run-qemu.sh "scenario=hello" [extra qemu arguments...]
-# Environment: GUEST_ELF (build/guest.elf), QEMU_MACHINE (microvm; q35 for PCI devices, which
-# boots through SeaBIOS in ~3 s here), QEMU_MEM (256M), TIMEOUT seconds (60).
+# Environment:
+#   GUEST_ELF     the guest (build/guest.elf)
+#   QEMU_MACHINE  microvm by default; q35 as soon as a PCI device is asked for (SeaBIOS: ~3-4 s)
+#   QEMU_MEM      guest RAM (256M)
+#   TIMEOUT       seconds (60)
+#   BLK=IMG       attach IMG as virtio-blk-pci (raw, cache=none, discard=unmap, serial
+#                 "qemu-blk0"); BLK_RO=1 attaches it read-only
+#   PMEM=IMG      attach IMG as virtio-pmem-pci (memory-backend-file, share=on); PMEM_SIZE
+#                 (default: the file's size) must be a multiple of 2 MiB
+#   QEMU_OPTS     more arguments, word-split
 # Exit status is the guest's, as cvmm reports it: 0 pass, 1 fail, 2 crash or bad command line;
 # 124 timeout; 125 QEMU ended some other way (a triple fault with -no-reboot exits 0).
 # QEMU's own start-up errors also exit 1, which reads as guest status 0: check its stderr.
 cmdline=${1:-scenario=hello}
 [ $# -gt 0 ] && shift
-timeout "${TIMEOUT:-60}" qemu-system-x86_64 -M "${QEMU_MACHINE:-microvm}" -accel kvm \
-	-m "${QEMU_MEM:-256M}" -nographic -no-reboot -nodefaults -serial stdio \
+machine=${QEMU_MACHINE:-}
+mem=${QEMU_MEM:-256M}
+devs=
+if [ -n "${BLK:-}" ]; then
+	ro=
+	[ "${BLK_RO:-0}" = 1 ] && ro=,readonly=on
+	devs="$devs -drive file=$BLK,if=none,id=d0,format=raw,cache=none,discard=unmap$ro"
+	devs="$devs -device virtio-blk-pci,drive=d0,serial=qemu-blk0"
+	machine=${machine:-q35}
+fi
+if [ -n "${PMEM:-}" ]; then
+	size=${PMEM_SIZE:-$(stat -c %s "$PMEM")}
+	mem="$mem,slots=2,maxmem=2G"
+	devs="$devs -object memory-backend-file,id=m1,share=on,mem-path=$PMEM,size=$size"
+	devs="$devs -device virtio-pmem-pci,memdev=m1"
+	machine=${machine:-q35}
+fi
+machine=${machine:-microvm}
+# shellcheck disable=SC2086 # $devs and $QEMU_OPTS are lists of words
+timeout "${TIMEOUT:-60}" qemu-system-x86_64 -M "$machine" -accel kvm \
+	-m "$mem" -nographic -no-reboot -nodefaults -serial stdio \
 	-device isa-debug-exit,iobase=0xf4,iosize=4 \
-	-kernel "${GUEST_ELF:-build/guest.elf}" -append "$cmdline" "$@"
+	-kernel "${GUEST_ELF:-build/guest.elf}" -append "$cmdline" $devs ${QEMU_OPTS:-} "$@"
 rc=$?
 [ $rc -eq 124 ] && exit 124
 # isa-debug-exit makes QEMU exit with (value << 1) | 1

@@ -1,5 +1,5 @@
 /* Constants shared by the boot assembly and C: segment selectors, stack sizes, ports, and the
- * syscall numbers of the ring-0 gate (int 0x80). See guest/README.md for the boot contract. */
+ * syscall numbers of the ring-0 gate (a ud2 at sys_trap). See guest/README.md for the boot contract. */
 #ifndef GUEST_ARCH_H
 #define GUEST_ARCH_H
 
@@ -34,7 +34,16 @@
 #define SYS_RDMSR 5   /* (msr) -> value (a bad MSR is a #GP: crash report) */
 #define SYS_WRMSR 6   /* (msr, value) */
 #define SYS_CPUID 7   /* (leaf, subleaf) -> rax = ebx:eax, rdx = edx:ecx (see lib/cpu.h) */
-#define NR_SYSCALLS 8
+#define SYS_MAP 8     /* (phys, size, attr) -> 0 or -1: identity-map [phys, phys+size) (arch/map.c) */
+#define NR_SYSCALLS 9
+
+/* SYS_MAP attributes: the PAT index of the 2 MiB pages (PWT = bit 0, PCD = bit 1), with the
+ * power-on PAT: 0 write-back (RAM, a pmem window), 1 write-through, 2 UC-, 3 uncached (MMIO). */
+#define MAP_WB 0
+#define MAP_WT 1
+#define MAP_UC_MINUS 2
+#define MAP_UC 3
+#define MAP_LIMIT (1ull << 47) /* identity mapping stays in the canonical lower half */
 
 #define VEC_DF 8
 #define VEC_MC 18
@@ -65,6 +74,7 @@ extern trap_hook_fn trap_hooks[NR_EXCEPTIONS];
 
 void idt_init(void);
 void cpu_setup(uint64_t cpu);
+int64_t sys_map_range(uint64_t phys, uint64_t size, uint64_t attr); /* ring 0, arch/map.c */
 #endif
 
 #endif

@@ -1,6 +1,6 @@
 /* The IDT, shared by all CPUs and built once by the BSP before it releases the APs:
  * vectors 0-31 go to the crash reporter (or a hook). The syscall gate is not here: see
- * syscall_entry in traps.S. */
+ * sys_trap and isr6 in traps.S. */
 #include <stdint.h>
 
 #include "arch/arch.h"

@@ -2,9 +2,9 @@
  * neither entry spends (emulated, slow) ring-0 loops on them; the PVH stub uses them directly.
  *
  * Every entry is present, writable and user-accessible: ring 3 drives devices through MMIO and
- * reaches all RAM. [3 GiB, 4 GiB) is the PCI MMIO hole (LAPIC, IOAPIC, BARs, ECAM) and is
- * mapped uncached (PCD|PWT). The tables are in user-writable memory, so ring 3 can add mappings
- * (e.g. a pmem window above 4 GiB) by filling not-present entries, which needs no TLB flush. */
+ * reaches all RAM. [0xB0000000, 4 GiB) is the PCI hole (ECAM at 0xB0000000 under cvmm and QEMU
+ * q35, BARs, IOAPIC, LAPIC; neither puts RAM there) and is mapped uncached (PCD|PWT). More mappings (a pmem window or BARs above 4 GiB) are added by the
+ * SYS_MAP service (arch/map.c), which fills entries here and in tables from its own pool. */
 #define PTE_P 0x1
 #define PTE_W 0x2
 #define PTE_U 0x4
@@ -26,11 +26,11 @@ pdpt:	.quad pd + TABLE
 	.fill 508, 8, 0
 pd:
 	.set addr, 0
-	.rept 1536			/* [0, 3 GiB): write-back */
+	.rept 1408			/* [0, 0xB0000000): write-back */
 	.quad addr + BIG
 	.set addr, addr + 0x200000
 	.endr
-	.rept 512			/* [3 GiB, 4 GiB): uncached MMIO hole */
+	.rept 640			/* [0xB0000000, 4 GiB): uncached PCI hole */
 	.quad addr + BIG + PTE_PCD + PTE_PWT
 	.set addr, addr + 0x200000
 	.endr

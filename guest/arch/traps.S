@@ -182,10 +182,19 @@ exit_failed:
 	hlt
 	jmp 1b
 
+/* The CPU pushed 5 words on a 16-byte aligned RSP0: RSP is 8 mod 16 here; the C ABI wants
+ * it 0 mod 16 at the call. Arguments are already in rdi/rsi/rdx. */
+sys_map:				/* rdi = phys, rsi = size, rdx = attr */
+	sub $8, %rsp
+	call sys_map_range
+	add $8, %rsp
+	iretq
+
 	.section .rodata
 	.balign 8
 sys_table:
 	.quad sys_bad, sys_write, sys_exit, sys_pio_in, sys_pio_out, sys_rdmsr, sys_wrmsr, sys_cpuid
+	.quad sys_map
 	.if (. - sys_table) != NR_SYSCALLS * 8
 	.error "sys_table does not match NR_SYSCALLS"
 	.endif

@@ -1,6 +1,8 @@
 #include "lib/mem.h"
 
 #include "lib/console.h"
+#include "lib/cpu.h"
+#include "lib/sys.h"
 #include "lib/string.h"
 
 extern char _end[]; /* linker script: end of the image including .bss */
@@ -87,4 +89,28 @@ uint64_t mem_free_bytes(void)
 	uint64_t n = __atomic_load_n(&next, __ATOMIC_RELAXED);
 
 	return n < limit ? limit - n : 0;
+}
+
+unsigned phys_addr_bits(void)
+{
+	static unsigned bits;
+
+	if (!bits) {
+		bits = 36; /* architectural default without leaf 0x80000008 */
+		if (cpuid(0x80000000, 0).eax >= 0x80000008)
+			bits = cpuid(0x80000008, 0).eax & 0xff;
+	}
+	return bits;
+}
+
+void *map_phys(uint64_t phys, uint64_t size, unsigned attr)
+{
+	unsigned bits = phys_addr_bits();
+	uint64_t limit = bits >= 64 ? ~0ull : 1ull << bits;
+
+	if (!size || phys >= limit || size > limit - phys)
+		return 0;
+	if (sys_map(phys, size, attr) < 0)
+		return 0;
+	return (void *)phys;
 }

@@ -24,4 +24,11 @@ void *mem_alloc(uint64_t size, uint64_t align);
 void *mem_zalloc(uint64_t size, uint64_t align);
 uint64_t mem_free_bytes(void);
 
+/* Make [phys, phys + size) reachable from ring 3 at the same virtual address (SYS_MAP) with a
+ * cache attribute (arch.h MAP_*): MMIO MAP_UC, RAM and pmem windows MAP_WB. [0, 4 GiB) is mapped
+ * at boot ([0xB0000000, 4 GiB) uncached). Returns the pointer, or NULL if the range is beyond the
+ * CPU's physical address width (CPUID 0x80000008) or the page-table pool is exhausted. */
+void *map_phys(uint64_t phys, uint64_t size, unsigned attr);
+unsigned phys_addr_bits(void);
+
 #endif

@@ -18,6 +18,9 @@
 #include "lib/sys.h"
 #include "lib/time.h"
 
+/* The PVH start info the VMM handed over (validated: magic checked before scenarios run). */
+const struct hvm_start_info *boot_start_info(void);
+
 /* End the VM with a status (0 pass, 1 fail, 2 crash or bad command line). */
 __attribute__((noreturn)) void guest_exit(uint32_t status);
 

@@ -8,6 +8,12 @@ void rt_start(uint64_t cpu, uint64_t start_info) __attribute__((noreturn));
 
 extern uint64_t boot_tsc; /* TSC at _start64 on the BSP (boot.S) */
 static const struct scenario *current;
+static const struct hvm_start_info *start_info;
+
+const struct hvm_start_info *boot_start_info(void)
+{
+	return start_info;
+}
 
 void guest_exit(uint32_t status)
 {
@@ -25,13 +31,14 @@ static __attribute__((noreturn)) void bsp_main(const struct hvm_start_info *si)
 {
 	const struct scenario *sc;
 	const char *name;
-	char known[128];
+	char known[256];
 	uint64_t t0, t1;
 
 	if (!si || si->magic != HVM_START_MAGIC) {
 		printf("guest: no PVH start info (at %p, magic 0x%x)\n", si, si ? si->magic : 0);
 		guest_exit(2);
 	}
+	start_info = si;
 	cmdline_parse(si->cmdline_paddr ? (const char *)si->cmdline_paddr : "");
 	mem_init(si);
 	time_init();

@@ -1,5 +1,6 @@
 /* Ring-3 side of the syscall gate (numbers and register use in arch/arch.h). Only what ring 3
- * cannot do goes through it: port I/O (faults at CPL3 on this host) and MSRs. */
+ * cannot do goes through it: port I/O (faults at CPL3 on this host), MSRs, CPUID and
+ * page-table changes. */
 #ifndef GUEST_SYS_H
 #define GUEST_SYS_H
 
@@ -47,6 +48,14 @@ static inline uint64_t rdmsr(uint32_t msr)
 static inline void wrmsr(uint32_t msr, uint64_t value)
 {
 	syscall3(SYS_WRMSR, msr, value, 0);
+}
+
+/* Identity-map [phys, phys + size) in 2 MiB pages (rounded outwards), user-accessible and
+ * writable, with attr MAP_WB / MAP_WT / MAP_UC_MINUS / MAP_UC. 0 or -1. Prefer map_phys()
+ * (lib/mem.h), which also checks the range against the CPU's physical address width. */
+static inline int sys_map(uint64_t phys, uint64_t size, unsigned attr)
+{
+	return (int)syscall3(SYS_MAP, phys, size, attr);
 }
 
 #endif

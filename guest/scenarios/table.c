@@ -2,13 +2,21 @@
 #include "lib/rt.h"
 #include "scenarios/scenario.h"
 
-extern const struct scenario scenario_hello, scenario_smp, scenario_hang, scenario_fault;
+extern const struct scenario scenario_hello, scenario_smp, scenario_hang, scenario_fault,
+	scenario_blk, scenario_blk_bad, scenario_pmem, scenario_pmem_populate, scenario_pmem_enospc,
+	scenario_mce;
 
 static const struct scenario *const table[] = {
 	&scenario_hello,
 	&scenario_smp,
 	&scenario_hang,
 	&scenario_fault,
+	&scenario_blk,
+	&scenario_blk_bad,
+	&scenario_pmem,
+	&scenario_pmem_populate,
+	&scenario_pmem_enospc,
+	&scenario_mce,
 };
 
 #define N (sizeof(table) / sizeof(table[0]))
