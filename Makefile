@@ -65,5 +65,9 @@ unit: deps-check $(UNIT_BINS)
 test: all $(UNIT_BINS) images
 	@tests/run-all.sh
 
+# libFuzzer targets, FUZZ_SECONDS each (default 20; make test runs them too).
+fuzz: deps-check
+	@bash -c '. tests/lib.sh; . tests/fuzz/run.sh; fuzz_tests; summary'
+
 clean:
 	rm -rf $(B)

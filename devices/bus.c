@@ -6,13 +6,15 @@ void bus_init(struct bus *b, const char *name)
 {
 	memset(b, 0, sizeof(*b));
 	b->name = name;
+	pthread_rwlock_init(&b->lock, NULL);
 }
 
-static bool overlaps(const struct bus *b, uint64_t base, uint64_t len, const void *skip)
+static bool overlaps(const struct bus *b, uint64_t base, uint64_t len, const void *skip,
+		     uint64_t skip_base)
 {
 	for (int i = 0; i < b->n; i++) {
 		const struct bus_dev *d = &b->devs[i];
-		if (d->opaque == skip && skip)
+		if (skip && d->opaque == skip && d->base == skip_base)
 			continue;
 		if (base < d->base + d->len && d->base < base + len)
 			return true;
@@ -23,24 +25,49 @@ static bool overlaps(const struct bus *b, uint64_t base, uint64_t len, const voi
 int bus_register(struct bus *b, const char *name, uint64_t base, uint64_t len,
 		 bus_read_fn rd, bus_write_fn wr, void *opaque)
 {
-	if (b->n >= BUS_MAX_DEVS || len == 0 || base + len < base || overlaps(b, base, len, NULL))
-		return -1;
-	b->devs[b->n++] = (struct bus_dev){ name, base, len, rd, wr, opaque };
-	return 0;
+	int rc = -1;
+	pthread_rwlock_wrlock(&b->lock);
+	if (b->n < BUS_MAX_DEVS && len != 0 && base + len > base &&
+	    !overlaps(b, base, len, NULL, 0)) {
+		b->devs[b->n++] = (struct bus_dev){ name, base, len, rd, wr, opaque };
+		rc = 0;
+	}
+	pthread_rwlock_unlock(&b->lock);
+	return rc;
 }
 
 int bus_move(struct bus *b, void *opaque, uint64_t old_base, uint64_t new_base)
 {
+	int rc = -1;
+	pthread_rwlock_wrlock(&b->lock);
 	for (int i = 0; i < b->n; i++) {
 		struct bus_dev *d = &b->devs[i];
 		if (d->opaque != opaque || d->base != old_base)
 			continue;
-		if (new_base + d->len < new_base || overlaps(b, new_base, d->len, opaque))
-			return -1;
+		if (new_base + d->len < new_base || overlaps(b, new_base, d->len, opaque, old_base))
+			break;
 		d->base = new_base;
-		return 0;
+		rc = 0;
+		break;
 	}
-	return -1;
+	pthread_rwlock_unlock(&b->lock);
+	return rc;
+}
+
+int bus_unregister(struct bus *b, void *opaque, uint64_t base)
+{
+	int rc = -1;
+	pthread_rwlock_wrlock(&b->lock);
+	for (int i = 0; i < b->n; i++) {
+		if (b->devs[i].opaque != opaque || b->devs[i].base != base)
+			continue;
+		memmove(&b->devs[i], &b->devs[i + 1], (size_t)(b->n - i - 1) * sizeof(b->devs[0]));
+		b->n--;
+		rc = 0;
+		break;
+	}
+	pthread_rwlock_unlock(&b->lock);
+	return rc;
 }
 
 const struct bus_dev *bus_find(const struct bus *b, uint64_t addr, unsigned size)
@@ -53,10 +80,21 @@ const struct bus_dev *bus_find(const struct bus *b, uint64_t addr, unsigned size
 	return NULL;
 }
 
+bool bus_lookup(struct bus *b, uint64_t addr, unsigned size, struct bus_dev *out)
+{
+	pthread_rwlock_rdlock(&b->lock);
+	const struct bus_dev *d = bus_find(b, addr, size);
+	if (d)
+		*out = *d;
+	pthread_rwlock_unlock(&b->lock);
+	return d != NULL;
+}
+
 bool bus_read(struct bus *b, uint64_t addr, void *data, unsigned size)
 {
-	const struct bus_dev *d = bus_find(b, addr, size);
-	if (!d || !d->read || d->read(d->opaque, addr - d->base, data, size) != 0) {
+	struct bus_dev d;
+	if (!bus_lookup(b, addr, size, &d) || !d.read ||
+	    d.read(d.opaque, addr - d.base, data, size) != 0) {
 		memset(data, 0xff, size);
 		__atomic_add_fetch(&b->unclaimed, 1, __ATOMIC_RELAXED);
 		return false;
@@ -66,8 +104,9 @@ bool bus_read(struct bus *b, uint64_t addr, void *data, unsigned size)
 
 bool bus_write(struct bus *b, uint64_t addr, const void *data, unsigned size)
 {
-	const struct bus_dev *d = bus_find(b, addr, size);
-	if (!d || !d->write || d->write(d->opaque, addr - d->base, data, size) != 0) {
+	struct bus_dev d;
+	if (!bus_lookup(b, addr, size, &d) || !d.write ||
+	    d.write(d.opaque, addr - d.base, data, size) != 0) {
 		__atomic_add_fetch(&b->unclaimed, 1, __ATOMIC_RELAXED);
 		return false;
 	}

@@ -7,8 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "devices/blk.h"
 #include "devices/debug_exit.h"
+#include "devices/irq.h"
+#include "devices/pci.h"
 #include "devices/serial.h"
+#include "devices/sysctl.h"
+#include "devices/virtio_pci.h"
 
 static void on_serial_output(void *ctx, size_t bytes)
 {
@@ -19,6 +24,44 @@ static void on_debug_exit(void *ctx, uint32_t value)
 {
 	vm_request_stop(ctx, value > 255 ? 255 : (int)value, "guest wrote %u to the debug-exit port",
 			value);
+}
+
+/* [blk]: the backing file window, the virtio-blk model, its virtio-pci transport. */
+static int blk_setup(struct vm *vm, char *err, size_t errlen)
+{
+	const struct blk_config *c = &vm->cfg->blk; /* path already resolved by config.c */
+	struct blk_file_opts o = { .path = c->path, .offset = c->offset, .size = c->size,
+				   .readonly = c->readonly, .direct = c->direct };
+	struct blk_backend *be;
+	if (blk_file_open(&o, &be, err, errlen))
+		return -1;
+	vm->blk = calloc(1, sizeof(*vm->blk));
+	vm->blk_pci = calloc(1, sizeof(*vm->blk_pci));
+	if (!vm->blk || !vm->blk_pci) {
+		be->ops->destroy(be);
+		snprintf(err, errlen, "blk: out of memory");
+		return -1;
+	}
+	if (blk_init(vm->blk, be, err, errlen)) {
+		be->ops->destroy(be);
+		free(vm->blk);
+		vm->blk = NULL;
+		return -1;
+	}
+	return virtio_pci_init(vm->blk_pci, vm->pci, &vm->mem, &blk_virtio_ops, vm->blk,
+			       "virtio-blk", &vm->blk->rl, err, errlen);
+}
+
+/* COM1's interrupt line: ISA IRQ 4 (IOAPIC pin 4 and PIC pin 4, devices/irq.h). */
+static void on_serial_irq(void *ctx, bool level)
+{
+	struct vm *vm = ctx;
+	irq_line(vm->vm_fd, IRQ_COM1, level);
+}
+
+static void on_sysctl(void *ctx, enum sysctl_event ev)
+{
+	vm_request_stop(ctx, 0, "%s; cvmm does not reboot, the VM ends", sysctl_event_name(ev));
 }
 
 int devices_setup(struct vm *vm, char *err, size_t errlen)
@@ -35,12 +78,59 @@ int devices_setup(struct vm *vm, char *err, size_t errlen)
 		return -1;
 	vm->serial->on_output = on_serial_output;
 	vm->serial->ctx = vm;
+	vm->serial->set_irq = on_serial_irq;
+	vm->serial->irq_ctx = vm;
+	vm->sysctl = calloc(1, sizeof(*vm->sysctl));
+	if (!vm->sysctl) {
+		snprintf(err, errlen, "devices: out of memory");
+		return -1;
+	}
+	vm->sysctl->on_event = on_sysctl;
+	vm->sysctl->ctx = vm;
+	if (sysctl_register(vm->sysctl, &vm->pio)) {
+		snprintf(err, errlen, "device registration: port range conflict (0x64, 0x600)");
+		return -1;
+	}
 	dx->on_exit = on_debug_exit;
 	dx->ctx = vm;
 	if (serial_register(vm->serial, &vm->pio) || debug_exit_register(dx, &vm->pio)) {
 		snprintf(err, errlen, "device registration: port range conflict");
 		return -1;
 	}
+
+	/* PCI is always there (a guest probing it finds at least the host bridge); devices on
+	 * it take slots 1, 2, ... in the order created here. */
+	vm->pci = calloc(1, sizeof(*vm->pci));
+	if (!vm->pci) {
+		snprintf(err, errlen, "devices: out of memory");
+		return -1;
+	}
+	if (pci_host_init(vm->pci, &vm->pio, &vm->mmio, vm->vm_fd, err, errlen))
+		return -1;
+
+	if (vm->cfg->blk.present && blk_setup(vm, err, errlen))
+		return -1;
 	return 0;
+}
+
+void devices_destroy(struct vm *vm)
+{
+	free(vm->sysctl);
+	vm->sysctl = NULL;
+	if (vm->blk_pci) {
+		virtio_pci_destroy(vm->blk_pci); /* joins the I/O thread first */
+		free(vm->blk_pci);
+		vm->blk_pci = NULL;
+	}
+	if (vm->blk) {
+		blk_destroy(vm->blk);
+		free(vm->blk);
+		vm->blk = NULL;
+	}
+	if (vm->pci) {
+		pci_host_destroy(vm->pci);
+		free(vm->pci);
+		vm->pci = NULL;
+	}
 }
 

@@ -9,6 +9,10 @@
 #define LCR_DLAB 0x80
 #define LSR_THRE 0x20
 #define LSR_TEMT 0x40
+#define IER_THRI 0x02
+#define IIR_NO_INT 0x01
+#define IIR_THRI 0x02
+#define IIR_FIFO 0xc0
 
 int serial_init(struct serial *s, const char *dest, char *err, size_t errlen)
 {
@@ -65,6 +69,24 @@ static void put_char(struct serial *s, uint8_t c)
 		flush_locked(s);
 }
 
+/* Only the THRE source exists (no input, no line or modem status changes). */
+static uint8_t iir_locked(const struct serial *s)
+{
+	return (s->ier & IER_THRI) && s->thr_ipending ? IIR_THRI : IIR_NO_INT;
+}
+
+static void update_irq_locked(struct serial *s)
+{
+	bool level = !(iir_locked(s) & IIR_NO_INT);
+	if (level == s->irq_level)
+		return;
+	s->irq_level = level;
+	if (level)
+		s->irqs++;
+	if (s->set_irq)
+		s->set_irq(s->irq_ctx, level);
+}
+
 int serial_write(void *opaque, uint64_t off, const void *data, unsigned size)
 {
 	struct serial *s = opaque;
@@ -78,12 +100,32 @@ int serial_write(void *opaque, uint64_t off, const void *data, unsigned size)
 		if (dlab) {
 			s->dll = v;
 		} else {
+			/* THR: the transmitter is busy for an instant (the line drops), then empty
+			 * again (it rises): one edge per character. */
+			s->thr_ipending = false;
+			update_irq_locked(s);
 			put_char(s, v);
 			if (s->on_output)
 				s->on_output(s->ctx, 1);
+			s->thr_ipending = true;
+			update_irq_locked(s);
 		}
 		break;
-	case 1: if (dlab) s->dlm = v; else s->ier = v & 0x0f; break;
+	case 1:
+		if (dlab) {
+			s->dlm = v;
+		} else {
+			uint8_t changed = (uint8_t)((s->ier ^ v) & 0x0f);
+			s->ier = v & 0x0f;
+			/* Enabling THRI while the transmitter is empty raises the interrupt again,
+			 * even if an IIR read had cleared it (Linux's startup probe relies on it). */
+			if (!(s->ier & IER_THRI))
+				s->thr_ipending = false;
+			else if (changed & IER_THRI)
+				s->thr_ipending = true;
+			update_irq_locked(s);
+		}
+		break;
 	case 2: break; /* FCR: FIFOs are always "enabled" and never fill */
 	case 3: s->lcr = v; break;
 	case 4: s->mcr = v & 0x1f; break;
@@ -105,11 +147,23 @@ int serial_read(void *opaque, uint64_t off, void *data, unsigned size)
 	switch (off) {
 	case 0: v = dlab ? s->dll : 0; break;      /* no input: RBR reads 0 */
 	case 1: v = dlab ? s->dlm : s->ier; break;
-	case 2: v = 0xc1; break;                   /* FIFOs enabled, no interrupt pending */
+	case 2:                                    /* IIR: FIFOs enabled; reading clears THRE */
+		v = IIR_FIFO | iir_locked(s);
+		if ((v & 0x0f) == IIR_THRI) {
+			s->thr_ipending = false;
+			update_irq_locked(s);
+		}
+		break;
 	case 3: v = s->lcr; break;
 	case 4: v = s->mcr; break;
 	case 5: v = LSR_THRE | LSR_TEMT; break;    /* transmitter always ready */
-	case 6: v = (s->mcr & 0x10) ? (uint8_t)((s->mcr & 0x0f) << 4) : 0xb0; break; /* DCD DSR CTS */
+	case 6: /* MSR: DCD DSR CTS; in loopback, CTS=RTS DSR=DTR RI=OUT1 DCD=OUT2 */
+		if (s->mcr & 0x10)
+			v = (uint8_t)((s->mcr & 0x02) << 3 | (s->mcr & 0x01) << 5 |
+				      (s->mcr & 0x04) << 4 | (s->mcr & 0x08) << 4);
+		else
+			v = 0xb0;
+		break;
 	case 7: v = s->scr; break;
 	}
 	pthread_mutex_unlock(&s->lock);

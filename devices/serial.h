@@ -1,5 +1,10 @@
 /* 8250/16550 UART at COM1 (0x3f8): transmit only, to stdout or a file.
- * Output is buffered per line so a guest line costs one write(2), and flushed at exit. */
+ * Output is buffered per line so a guest line costs one write(2), and flushed at exit.
+ * Interrupts: the transmitter-empty (THRE) interrupt, which Linux's 8250 driver needs to move
+ * tty output once past its polled console, raises ISA IRQ 4 through set_irq (the line goes low
+ * and high again on every THR write, so an edge-triggered IOAPIC pin sees each one). The
+ * interrupt is cleared by reading IIR and re-armed by the next THR write or by enabling
+ * IER.THRI (as a 16550 does, and as QEMU models it). */
 #ifndef CVMM_SERIAL_H
 #define CVMM_SERIAL_H
 
@@ -22,6 +27,11 @@ struct serial {
 	uint64_t bytes;
 	void (*on_output)(void *ctx, size_t bytes); /* first-output timing */
 	void *ctx;
+	bool thr_ipending;  /* THRE interrupt pending (until IIR is read) */
+	bool irq_level;     /* what set_irq was last told */
+	void (*set_irq)(void *irq_ctx, bool level); /* NULL: no interrupt line wired */
+	void *irq_ctx;
+	uint64_t irqs;      /* rising edges raised, for tests and statistics */
 };
 
 /* dest: "stdio" or a file path (created/truncated). Returns 0 or -1 with err set. */

@@ -12,6 +12,8 @@ echo "# unit tests (AddressSanitizer + UndefinedBehaviorSanitizer)"
 unit_run build/tests/test_*
 echo "# integration: cvmm boots the bundled guest"
 boot_tests
+echo "# integration: virtio-blk"
+blk_tests
 echo "# interop: the same guest under QEMU"
 qemu_tests
 if [ -x tests/fuzz/run.sh ]; then

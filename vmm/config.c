@@ -45,6 +45,7 @@ struct key_desc {
 
 static const struct key_desc config_keys[] = {
 	{ "vm", "kernel", KEY_PATH, FIELD(kernel) },
+	{ "vm", "initrd", KEY_PATH, FIELD(initrd) },
 	{ "vm", "cmdline", KEY_STR, FIELD(cmdline) },
 	{ "vm", "mem", KEY_SIZE, FIELD(mem_size) },
 	{ "vm", "cpus", KEY_INT, FIELD(cpus) },
@@ -565,6 +566,16 @@ int config_validate(const struct vm_config *c, char *err, size_t errlen)
 		return config_fail(err, errlen, "kernel '%s': not a regular file", c->kernel);
 	}
 	close(fd);
+	if (c->initrd[0]) {
+		fd = open(c->initrd, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+		if (fd < 0)
+			return config_fail(err, errlen, "initrd '%s': %s", c->initrd, strerror(errno));
+		if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+			close(fd);
+			return config_fail(err, errlen, "initrd '%s': not a regular file", c->initrd);
+		}
+		close(fd);
+	}
 
 	if (c->mem_size < 16 * MIB)
 		return config_fail(err, errlen, "mem: %llu bytes is below the 16 MiB minimum",

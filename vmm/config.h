@@ -36,6 +36,7 @@ struct blk_config {
 struct vm_config {
 	/* [vm] */
 	char kernel[CONFIG_PATH_MAX];
+	char initrd[CONFIG_PATH_MAX]; /* "" = none; Linux kernels only */
 	char cmdline[CONFIG_CMDLINE_MAX];
 	uint64_t mem_size;     /* bytes, default 256 MiB */
 	int cpus;              /* default 1 */

@@ -19,9 +19,15 @@ struct cpuid_feature {
 extern const struct cpuid_feature cpuid_features[];
 extern const size_t cpuid_nr_features;
 
-/* Preset for hosts like the project's (HOST.md): what a Linux guest needs hidden to get past
- * early boot when ring-0 code is emulated by KVM. Usable as `cpuid_mask = pvm-host`. */
-#define CPUID_PRESET_PVM_HOST "cx16,xsave,osxsave,avx,avx2,avx512f"
+/* Preset for hosts like the project's (HOST.md): what a Linux guest must not use when its
+ * ring-0 code is emulated by KVM, whose emulator lacks these instructions (cmpxchg16b, xsave
+ * family, AVX, popcnt, movbe, rdrand/rdseed, rd/wr{fs,gs}base, rdpid, rd/wrpkru, invpcid,
+ * stac/clac, AES-NI, pclmulqdq, crc32, clwb), and the fast-string flags (erms, fsrm) so that
+ * pages are cleared and copied 8 bytes per emulated step, not 1. On these hosts KVM_SET_CPUID2 does not reach
+ * CPUID leaf 1 ECX, so for a Linux kernel cvmm also passes the list as clearcpuid= (vmm/linux.c).
+ * Usable as `cpuid_mask = pvm-host`. */
+#define CPUID_PRESET_PVM_HOST "cx16,xsave,osxsave,avx,avx2,avx512f,popcnt,movbe,rdrand,rdseed," \
+	"fsgsbase,rdpid,pku,invpcid,smap,aes,pclmulqdq,sse4_2,clwb,erms,fsrm"
 
 struct kvm_cpuid_entry2 *cpuid_find(struct kvm_cpuid2 *c, uint32_t leaf, uint32_t subleaf);
 /* Apply a mask list; unknown names fail with err naming the name and listing known ones. */

@@ -8,8 +8,8 @@
 #include "vmm/vm.h"
 
 static const char usage[] =
-"usage: cvmm run [--config FILE] [--kernel FILE] [--cmdline STR] [--mem SIZE] [--cpus N]\n"
-"                [--serial stdio|FILE] [--cpuid-mask LIST] [--timeout SECONDS]\n"
+"usage: cvmm run [--config FILE] [--kernel FILE] [--initrd FILE] [--cmdline STR] [--mem SIZE]\n"
+"                [--cpus N] [--serial stdio|FILE] [--cpuid-mask LIST] [--timeout SECONDS]\n"
 "                [--stats-json FILE]\n"
 "       cvmm --help | --version\n"
 "\n"
@@ -18,7 +18,10 @@ static const char usage[] =
 "\n"
 "  --config FILE       read settings from FILE; relative paths in it are relative to FILE\n"
 "  --kernel FILE       guest kernel: an ELF64 x86-64 executable, entered at e_entry in\n"
-"                      64-bit mode with a PVH hvm_start_info (config: [vm] kernel)\n"
+"                      64-bit mode with a PVH hvm_start_info; or a Linux bzImage or\n"
+"                      vmlinux, entered at its 64-bit entry with boot_params\n"
+"                      (config: [vm] kernel)\n"
+"  --initrd FILE       initial ramdisk for a Linux kernel ([vm] initrd)\n"
 "  --cmdline STR       guest command line ([vm] cmdline)\n"
 "  --mem SIZE          guest RAM, e.g. 256M, 1G (default 256M) ([vm] mem)\n"
 "  --cpus N            vCPUs, 1..64 (default 1) ([vm] cpus)\n"
@@ -35,11 +38,12 @@ static const char usage[] =
 "At exit cvmm prints one summary line on stderr: why it stopped, run time, time to the\n"
 "guest's first output and VM exits by kind.\n";
 
-enum { OPT_CONFIG = 256, OPT_CMDLINE, OPT_CPUID_MASK, OPT_TIMEOUT, OPT_STATS_JSON };
+enum { OPT_CONFIG = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUID_MASK, OPT_TIMEOUT, OPT_STATS_JSON };
 
 static const struct option long_opts[] = {
 	{ "config", required_argument, NULL, OPT_CONFIG },
 	{ "kernel", required_argument, NULL, 'k' },
+	{ "initrd", required_argument, NULL, OPT_INITRD },
 	{ "cmdline", required_argument, NULL, OPT_CMDLINE },
 	{ "mem", required_argument, NULL, 'm' },
 	{ "cpus", required_argument, NULL, 'c' },
@@ -55,6 +59,7 @@ static const char *flag_key(int opt)
 {
 	switch (opt) {
 	case 'k': return "kernel";
+	case OPT_INITRD: return "initrd";
 	case OPT_CMDLINE: return "cmdline";
 	case 'm': return "mem";
 	case 'c': return "cpus";

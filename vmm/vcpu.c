@@ -9,6 +9,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "mm/pmem_window.h"
 #include "vmm/boot.h"
 #include "vmm/cpuid.h"
 
@@ -63,6 +64,12 @@ int vcpu_create(struct vm *vm, struct vcpu *v, int index, char *err, size_t errl
 		snprintf(err, errlen, "KVM_SET_CPUID2: %s", strerror(errno));
 		return -1;
 	}
+	/* mm: machine-check banks (to refuse a pmem store on ENOSPC), the dirty ring if used */
+	if (vm->pmem && pmem_window_vcpu_init(vm->pmem, vm->kvm_fd, v->fd, index, err, errlen))
+		return -1;
+
+	if (vm->lboot.kind != KERNEL_CVMM_ELF) /* Linux: BSP at the 64-bit entry, APs wait */
+		return linux_vcpu_setup(vm, v->fd, index, err, errlen);
 
 	struct kvm_sregs s;
 	if (ioctl(v->fd, KVM_GET_SREGS, &s) < 0) {
@@ -115,6 +122,25 @@ static void handle_mmio(struct vcpu *v)
 		bus_write(&v->vm->mmio, run->mmio.phys_addr, run->mmio.data, len);
 	else
 		bus_read(&v->vm->mmio, run->mmio.phys_addr, run->mmio.data, len);
+}
+
+/* mm: an exit in the pmem window is a page-cache fault (mm/pmem_window.h): an MMIO exit there
+ * (absent granule, or a store to a READONLY one), or an emulation failure whose RIP is in an
+ * absent granule (an instruction fetch, HOST.md). True if handled (or the VM is stopping). */
+static bool handle_pmem(struct vcpu *v, bool internal)
+{
+	struct vm *vm = v->vm;
+	if (!vm->pmem)
+		return false;
+	char msg[512];
+	enum pmem_exit r = internal ? pmem_window_internal(vm->pmem, v->fd, v->run,
+							   &v->pmem_fetch_rip, msg, sizeof(msg))
+				    : pmem_window_mmio(vm->pmem, v->fd, v->run, msg, sizeof(msg));
+	if (r == PMEM_EXIT_NOT_MINE)
+		return false;
+	if (r == PMEM_EXIT_FATAL)
+		vm_request_stop(vm, 125, "vcpu %d: %s", v->index, msg);
+	return true;
 }
 
 /* Describe where a vCPU is, for a fatal exit: RIP, CPL and the instruction bytes. */
@@ -180,7 +206,8 @@ void *vcpu_thread(void *arg)
 			break;
 		case KVM_EXIT_MMIO:
 			v->exits[VMEXIT_MMIO]++;
-			handle_mmio(v);
+			if (!handle_pmem(v, false)) /* mm */
+				handle_mmio(v);
 			break;
 		case KVM_EXIT_HLT:
 			/* Only without an in-kernel irqchip; then HLT with nothing to wake it is the end. */
@@ -195,6 +222,10 @@ void *vcpu_thread(void *arg)
 			break;
 		case KVM_EXIT_INTERNAL_ERROR:
 			v->exits[VMEXIT_INTERNAL]++;
+			if (handle_pmem(v, true)) /* mm: a fetch from the window */
+				break;
+			if (linux_emulate_insn(vm, v->fd, run)) /* Linux: ring-0 INT3, FWAIT */
+				break;
 			describe_vcpu(v, where, sizeof(where));
 			vm_request_stop(vm, 125, "vcpu %d: KVM internal error, suberror %u (%s), at %s",
 					v->index, run->internal.suberror,
@@ -208,6 +239,12 @@ void *vcpu_thread(void *arg)
 			break;
 		case KVM_EXIT_INTR:
 			v->exits[VMEXIT_INTR]++;
+			break;
+		case KVM_EXIT_DIRTY_RING_FULL: /* mm: collect the pmem window's dirty ring */
+			v->exits[VMEXIT_OTHER]++;
+			if (!vm->pmem || pmem_window_ring_full(vm->pmem) < 0)
+				vm_request_stop(vm, 125, "vcpu %d: dirty ring full and cannot be "
+						"harvested", v->index);
 			break;
 		default:
 			v->exits[VMEXIT_OTHER]++;

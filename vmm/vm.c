@@ -10,8 +10,10 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "devices/irq.h"
 #include "devices/registry.h"
 #include "devices/serial.h"
+#include "mm/pmem_window.h"
 #include "vmm/boot.h"
 #include "vmm/cpuid.h"
 #include "vmm/kvm_compat.h"
@@ -141,16 +143,28 @@ int vm_create(struct vm *vm, struct vm_config *cfg, char *err, size_t errlen)
 		return fail(err, errlen, "KVM_SET_TSS_ADDR");
 	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0)
 		return fail(err, errlen, "KVM_CREATE_IRQCHIP");
+	/* The PC pin routes the MADT describes (IRQ 0 -> GSI 2), and the PIT (devices/irq.h). */
+	if (irq_routes_set_default(vm->vm_fd) < 0)
+		return fail(err, errlen, "KVM_SET_GSI_ROUTING");
+	if (irq_create_pit(vm->vm_fd) < 0)
+		return fail(err, errlen, "KVM_CREATE_PIT2");
 
 	if (setup_ram(vm, err, errlen) || setup_cpuid(vm, err, errlen))
 		return -1;
+	/* mm: the [pmem] window goes above RAM (pmem_window_place); before the devices (the
+	 * virtio-pmem device reports it) and the vCPUs (dirty logging mode, machine checks). */
+	if (cfg->pmem.present) {
+		uint64_t lo = vm->ram_size < LOW_RAM_MAX ? vm->ram_size : LOW_RAM_MAX;
+		uint64_t top = vm->ram_size > lo ? GPA_HIGH_RAM + (vm->ram_size - lo) : lo;
+		if (pmem_window_create(&vm->pmem, &cfg->pmem, vm->kvm_fd, vm->vm_fd, top, err,
+				       errlen))
+			return -1;
+	}
 	if (devices_setup(vm, err, errlen))
 		return -1;
 
-	if (elf_load_file(cfg->kernel, &vm->mem, 0, GPA_RESERVED_END, &vm->kernel, err, errlen))
-		return -1;
-	uint64_t low = vm->ram_size < LOW_RAM_MAX ? vm->ram_size : LOW_RAM_MAX;
-	if (boot_setup_pvh(&vm->mem, low, vm->ram_size - low, cfg->cmdline, err, errlen))
+	/* ACPI tables, boot tables, and the kernel: cvmm's guest, a vmlinux or a bzImage. */
+	if (linux_vm_setup(vm, err, errlen))
 		return -1;
 
 	vm->vcpus = calloc((size_t)vm->ncpus, sizeof(*vm->vcpus));
@@ -261,6 +275,11 @@ void vm_print_summary(struct vm *vm)
 					      exit_names[k], (unsigned long long)exits[k]);
 	fprintf(stderr, "cvmm: %s; status %d; run %.3f s, first output %s, exits: %s\n",
 		vm->stop_reason, vm->exit_status, run, first, n ? ex : "none");
+	if (vm->pmem) { /* mm: page-cache counters */
+		char line[1024];
+		pmem_window_summary(vm->pmem, line, sizeof(line));
+		fprintf(stderr, "cvmm: %s\n", line);
+	}
 
 	if (vm->cfg->stats_json[0]) {
 		FILE *f = fopen(vm->cfg->stats_json, "w");
@@ -278,8 +297,13 @@ void vm_print_summary(struct vm *vm)
 		for (int k = 0; k < VMEXIT_NR; k++)
 			fprintf(f, "%s\"%s\": %llu", k ? ", " : "", exit_names[k],
 				(unsigned long long)exits[k]);
-		fprintf(f, "}, \"unclaimed_pio\": %llu, \"unclaimed_mmio\": %llu}\n",
+		fprintf(f, "}, \"unclaimed_pio\": %llu, \"unclaimed_mmio\": %llu",
 			(unsigned long long)vm->pio.unclaimed, (unsigned long long)vm->mmio.unclaimed);
+		if (vm->pmem) { /* mm */
+			fprintf(f, ", \"pmem\": ");
+			pmem_window_stats_json(vm->pmem, f);
+		}
+		fprintf(f, "}\n");
 		fclose(f);
 	}
 }
@@ -291,6 +315,11 @@ void vm_destroy(struct vm *vm)
 			vcpu_destroy(&vm->vcpus[i]);
 		free(vm->vcpus);
 	}
+	/* Device I/O threads use guest RAM: stop them before it goes away. */
+	devices_destroy(vm);
+	/* mm: unmap the window and write back what the guest left dirty (needs vm_fd). */
+	pmem_window_destroy(vm->pmem);
+	vm->pmem = NULL;
 	if (vm->serial) {
 		serial_destroy(vm->serial);
 		free(vm->serial);

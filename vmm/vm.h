@@ -11,6 +11,7 @@
 #include "devices/bus.h"
 #include "vmm/config.h"
 #include "vmm/guest_mem.h"
+#include "vmm/linux.h"
 #include "vmm/loader.h"
 
 /* Guest-physical layout (see also vmm/boot.c). RAM starts at 0; up to LOW_RAM_MAX of it sits
@@ -32,6 +33,12 @@
 #define GPA_HIGH_RAM        0x100000000ULL
 #define LOW_RAM_MAX         GPA_PCI_HOLE
 
+struct pci_host;
+struct blk_dev;
+struct virtio_pci;
+
+struct pmem_window;
+
 enum vm_exit_kind {
 	VMEXIT_IO, VMEXIT_MMIO, VMEXIT_HLT, VMEXIT_SHUTDOWN, VMEXIT_INTERNAL, VMEXIT_INTR,
 	VMEXIT_OTHER, VMEXIT_NR
@@ -46,6 +53,7 @@ struct vcpu {
 	pthread_t thread;
 	bool started;
 	uint64_t exits[VMEXIT_NR];
+	uint64_t pmem_fetch_rip;   /* mm: last fetch fault handled (pmem_window_internal) */
 };
 
 struct vm_stats {
@@ -62,9 +70,12 @@ struct vm {
 	void *ram;             /* one host mapping for all of RAM */
 	uint64_t ram_size;
 	struct guest_mem mem;
+	struct pmem_window *pmem;  /* mm/pmem_window.h: the [pmem] window (base, size, pcache) */
 	struct bus pio;
 	struct bus mmio;
 	struct load_info kernel;
+	struct linux_boot lboot;   /* vmm/linux.h: kind of kernel (KERNEL_CVMM_ELF: the guest) */
+	uint64_t rsdp;             /* vmm/acpi.h: guest-physical RSDP */
 	int ncpus;
 	struct vcpu *vcpus;
 	struct kvm_cpuid2 *cpuid;  /* policy shared by all vCPUs (APIC ID patched per vCPU) */
@@ -79,6 +90,10 @@ struct vm {
 	/* devices */
 	struct serial *serial;
 	struct debug_exit *debug_exit;
+	struct sysctl *sysctl;         /* devices/sysctl.h: reset and power-off ports */
+	struct pci_host *pci;          /* devices/pci.h: host bridge, config space, MSI routes */
+	struct blk_dev *blk;           /* devices/blk.h: the [blk] disk, if any */
+	struct virtio_pci *blk_pci;    /* devices/virtio_pci.h: its transport */
 	bool slot_zap_quirk_off;
 	struct vm_stats stats;
 };

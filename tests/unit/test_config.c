@@ -109,6 +109,7 @@ static void test_every_key(void **state)
 	static const char text[] =
 		"[vm]\n"
 		"kernel = /boot/guest.elf\n"
+		"initrd = /boot/initrd.cpio\n"
 		"cmdline = console=ttyS0 quiet\n"
 		"mem = 1G\n"
 		"cpus = 4\n"
@@ -133,6 +134,7 @@ static void test_every_key(void **state)
 	(void)state;
 	assert_int_equal(parse(&c, text, err, sizeof(err)), 0);
 	assert_string_equal(c.kernel, "/boot/guest.elf");
+	assert_string_equal(c.initrd, "/boot/initrd.cpio");
 	assert_string_equal(c.cmdline, "console=ttyS0 quiet");
 	assert_int_equal(c.mem_size, GIB);
 	assert_int_equal(c.cpus, 4);

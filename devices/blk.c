@@ -1,0 +1,371 @@
+/* virtio-blk request parsing and execution. See blk.h. */
+#include "devices/blk.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+/* The config layout is ABI (5.2.4). */
+_Static_assert(offsetof(struct virtio_blk_config, blk_size) == 20, "blk_size");
+_Static_assert(offsetof(struct virtio_blk_config, num_queues) == 34, "num_queues");
+_Static_assert(offsetof(struct virtio_blk_config, max_discard_sectors) == 36, "discard");
+_Static_assert(offsetof(struct virtio_blk_config, write_zeroes_may_unmap) == 56, "wz unmap");
+_Static_assert(sizeof(struct virtio_blk_config) == 72, "config size");
+_Static_assert(sizeof(struct virtio_blk_outhdr) == 16, "outhdr");
+_Static_assert(sizeof(struct virtio_blk_dwz_seg) == 16, "dwz seg");
+
+#define STAT(b, f, n) __atomic_add_fetch(&(b)->st.f, (n), __ATOMIC_RELAXED)
+
+/* Negotiated features: written by a vCPU (FEATURES_OK, reset), read by the I/O thread. */
+static bool has(const struct blk_dev *b, unsigned bit)
+{
+	return __atomic_load_n(&b->features, __ATOMIC_ACQUIRE) & (1ULL << bit);
+}
+
+int blk_init(struct blk_dev *b, struct blk_backend *be, char *err, size_t errlen)
+{
+	memset(b, 0, sizeof(*b));
+	if (!be || be->size < BLK_BLOCK_SIZE || be->size % BLK_BLOCK_SIZE) {
+		snprintf(err, errlen, "blk: backend size is not a positive multiple of %u",
+			 BLK_BLOCK_SIZE);
+		return -1;
+	}
+	b->be = be;
+	ratelimit_init(&b->rl, "virtio-blk", 10);
+	b->capacity = be->size / BLK_SECTOR;
+	b->offered = (1ULL << VIRTIO_BLK_F_SIZE_MAX) | (1ULL << VIRTIO_BLK_F_SEG_MAX) |
+		     (1ULL << VIRTIO_BLK_F_BLK_SIZE) | (1ULL << VIRTIO_BLK_F_FLUSH);
+	if (be->readonly)
+		b->offered |= 1ULL << VIRTIO_BLK_F_RO;
+	else
+		b->offered |= (1ULL << VIRTIO_BLK_F_DISCARD) | (1ULL << VIRTIO_BLK_F_WRITE_ZEROES);
+	b->features = b->offered;
+
+	struct virtio_blk_config *c = &b->cfg;
+	c->capacity = htole64(b->capacity);
+	c->size_max = htole32(BLK_SIZE_MAX);
+	c->seg_max = htole32(BLK_SEG_MAX);
+	c->blk_size = htole32(BLK_BLOCK_SIZE);
+	c->num_queues = htole16(1);
+	if (!be->readonly) {
+		c->max_discard_sectors = htole32(BLK_MAX_DWZ_SECTORS);
+		c->max_discard_seg = htole32(BLK_MAX_DWZ_SEG);
+		c->discard_sector_alignment = htole32(BLK_BLOCK_SIZE / BLK_SECTOR);
+		c->max_write_zeroes_sectors = htole32(BLK_MAX_DWZ_SECTORS);
+		c->max_write_zeroes_seg = htole32(BLK_MAX_DWZ_SEG);
+		c->write_zeroes_may_unmap = 1; /* we punch holes for WRITE_ZEROES with unmap */
+	}
+	/* 5.2.6: "a NUL-padded ASCII string up to 20 bytes long" (no NUL if 20 long). */
+	char id[VIRTIO_BLK_ID_BYTES + 1] = { 0 };
+	snprintf(id, sizeof(id), "cvmm-blk-%llu", (unsigned long long)be->serial);
+	memcpy(b->id, id, VIRTIO_BLK_ID_BYTES);
+	return 0;
+}
+
+void blk_destroy(struct blk_dev *b)
+{
+	if (b->be && b->be->ops->destroy)
+		b->be->ops->destroy(b->be);
+	b->be = NULL;
+	ratelimit_destroy(&b->rl);
+}
+
+/* Is [sector, sector + bytes/512) inside the disk? Overflow-safe. */
+static bool in_range(const struct blk_dev *b, uint64_t sector, uint64_t bytes)
+{
+	uint64_t n = bytes / BLK_SECTOR;
+	return sector <= b->capacity && n <= b->capacity - sector;
+}
+
+static uint8_t do_rw(struct blk_dev *b, struct vq_req *r, bool write, uint64_t sector,
+		     uint64_t out_data, uint64_t in_data, uint32_t *written)
+{
+	/* IN: device-writable data, nothing readable besides the header; OUT: the reverse. */
+	uint64_t len = write ? out_data : in_data, extra = write ? in_data : out_data;
+	const char *what = write ? "write" : "read";
+	if (extra) {
+		rl_log(&b->rl, "%s at sector %llu: %llu stray %s bytes", what,
+		       (unsigned long long)sector, (unsigned long long)extra,
+		       write ? "device-writable" : "device-readable");
+		return VIRTIO_BLK_S_IOERR;
+	}
+	/* 5.2.6: data is "in multiples of 512 bytes". */
+	if (len % BLK_SECTOR) {
+		rl_log(&b->rl, "%s at sector %llu: length %llu is not a multiple of 512", what,
+		       (unsigned long long)sector, (unsigned long long)len);
+		return VIRTIO_BLK_S_IOERR;
+	}
+	/* 5.2.6.2: a write on a read-only device fails "and MUST NOT write any data". */
+	if (write && b->be->readonly) {
+		rl_log(&b->rl, "write at sector %llu on a read-only disk", (unsigned long long)sector);
+		return VIRTIO_BLK_S_IOERR;
+	}
+	if (!in_range(b, sector, len)) {
+		rl_log(&b->rl, "%s of %llu bytes at sector %llu is past the end (%llu sectors)", what,
+		       (unsigned long long)len, (unsigned long long)sector,
+		       (unsigned long long)b->capacity);
+		return VIRTIO_BLK_S_IOERR;
+	}
+	if (len == 0)
+		return VIRTIO_BLK_S_OK;
+	/* The data part of the stream: readable after the header, or writable before the
+	 * status byte. */
+	const struct iovec *iov = write ? r->iov : r->iov + r->nout;
+	const uint64_t *gpa = write ? r->gpa : r->gpa + r->nout;
+	unsigned n = write ? r->nout : r->nseg - r->nout;
+	int k = iov_slice(iov, gpa, n, write ? sizeof(struct virtio_blk_outhdr) : 0, len, r->view,
+			  r->view_gpa, r->cap);
+	if (k < 0) /* cannot happen: the lengths were computed from these segments */
+		return VIRTIO_BLK_S_IOERR;
+	uint64_t off = sector * BLK_SECTOR;
+	int rc = write ? b->be->ops->write(b->be, r->view, r->view_gpa, (unsigned)k, off, len)
+		       : b->be->ops->read(b->be, r->view, r->view_gpa, (unsigned)k, off, len);
+	if (rc == 0 && write && !has(b, VIRTIO_BLK_F_FLUSH))
+		/* 5.2.6.2: FLUSH offered but not negotiated: a write is stable when completed. */
+		rc = b->be->ops->flush(b->be);
+	if (rc < 0) {
+		rl_log(&b->rl, "%s of %llu bytes at sector %llu: %s", what, (unsigned long long)len,
+		       (unsigned long long)sector, strerror(-rc));
+		return VIRTIO_BLK_S_IOERR;
+	}
+	if (write) {
+		STAT(b, write_bytes, len);
+	} else {
+		STAT(b, read_bytes, len);
+		*written = (uint32_t)len; /* <= 4 GiB - 1: the walker refuses bigger chains */
+	}
+	return VIRTIO_BLK_S_OK;
+}
+
+static uint8_t do_dwz(struct blk_dev *b, struct vq_req *r, uint32_t type, uint64_t out_data,
+		      uint64_t in_data)
+{
+	bool discard = type == VIRTIO_BLK_T_DISCARD;
+	const char *what = discard ? "discard" : "write-zeroes";
+	if (b->be->readonly) {
+		rl_log(&b->rl, "%s on a read-only disk", what);
+		return VIRTIO_BLK_S_IOERR;
+	}
+	if (!has(b, discard ? VIRTIO_BLK_F_DISCARD : VIRTIO_BLK_F_WRITE_ZEROES)) {
+		rl_log(&b->rl, "%s without the feature negotiated", what);
+		return VIRTIO_BLK_S_UNSUPP;
+	}
+	uint32_t max_seg = BLK_MAX_DWZ_SEG, max_sect = BLK_MAX_DWZ_SECTORS;
+	if (in_data || out_data == 0 || out_data % sizeof(struct virtio_blk_dwz_seg) ||
+	    out_data / sizeof(struct virtio_blk_dwz_seg) > max_seg) {
+		rl_log(&b->rl, "%s: %llu bytes of segments (want 1..%u x 16) and %llu stray "
+		       "device-writable bytes", what, (unsigned long long)out_data, max_seg,
+		       (unsigned long long)in_data);
+		return VIRTIO_BLK_S_IOERR;
+	}
+	unsigned nseg = (unsigned)(out_data / sizeof(struct virtio_blk_dwz_seg));
+	struct virtio_blk_dwz_seg seg[BLK_MAX_DWZ_SEG];
+	iov_to_buf(r->iov, r->nout, sizeof(struct virtio_blk_outhdr), seg,
+		   nseg * sizeof(seg[0]));
+	/* Check every segment before touching the disk. */
+	for (unsigned i = 0; i < nseg; i++) {
+		uint64_t sector = le64toh(seg[i].sector);
+		uint32_t num = le32toh(seg[i].num_sectors), flags = le32toh(seg[i].flags);
+		seg[i].sector = sector;
+		seg[i].num_sectors = num;
+		seg[i].flags = flags;
+		/* 5.2.6.2: UNSUPP "if any unknown flag is set", and for discard "if the unmap
+		 * flag is set". */
+		if ((flags & ~(uint32_t)VIRTIO_BLK_WZ_UNMAP) || (discard && flags)) {
+			rl_log(&b->rl, "%s segment %u: flags 0x%x not supported", what, i, flags);
+			return VIRTIO_BLK_S_UNSUPP;
+		}
+		if (num > max_sect || !in_range(b, sector, (uint64_t)num * BLK_SECTOR)) {
+			rl_log(&b->rl, "%s segment %u: %u sectors at %llu (max %u, capacity %llu)",
+			       what, i, num, (unsigned long long)sector, max_sect,
+			       (unsigned long long)b->capacity);
+			return VIRTIO_BLK_S_IOERR;
+		}
+	}
+	for (unsigned i = 0; i < nseg; i++) {
+		if (!seg[i].num_sectors)
+			continue;
+		uint64_t off = seg[i].sector * BLK_SECTOR, len = (uint64_t)seg[i].num_sectors * BLK_SECTOR;
+		int rc = discard ? b->be->ops->discard(b->be, off, len)
+				 : b->be->ops->write_zeroes(b->be, off, len,
+							    seg[i].flags & VIRTIO_BLK_WZ_UNMAP);
+		if (rc < 0) {
+			rl_log(&b->rl, "%s of %llu bytes at sector %llu: %s", what,
+			       (unsigned long long)len, (unsigned long long)seg[i].sector,
+			       strerror(-rc));
+			return VIRTIO_BLK_S_IOERR;
+		}
+	}
+	if (discard)
+		STAT(b, discards, 1);
+	else
+		STAT(b, write_zeroes, 1);
+	return VIRTIO_BLK_S_OK;
+}
+
+uint32_t blk_handle(void *dev, unsigned q, struct vq_req *r)
+{
+	struct blk_dev *b = dev;
+	(void)q;
+	STAT(b, requests, 1);
+	if (r->error) {
+		/* A malformed chain: report it in its status byte if it has a usable one, else
+		 * give it back untouched (used length 0). */
+		if (r->err_status) {
+			rl_log(&b->rl, "request %u: %s: failed with IOERR", r->head, r->why);
+			*r->err_status = VIRTIO_BLK_S_IOERR;
+			STAT(b, ioerr, 1);
+			return 0; /* see "used length" below: only the last byte was written */
+		}
+		rl_log(&b->rl, "request %u: %s; no status byte to report it: returned with length 0",
+		       r->head, r->why);
+		STAT(b, dropped, 1);
+		return 0;
+	}
+	/* The status byte is the last byte of the device-writable stream (5.2.6). Writable
+	 * segments come last (the walker enforces it) and are never empty, so it is the last
+	 * byte of the last segment. */
+	if (r->in_len == 0) {
+		rl_log(&b->rl, "request %u: no device-writable status byte: returned with length 0",
+		       r->head);
+		STAT(b, dropped, 1);
+		return 0;
+	}
+	const struct iovec *last = &r->iov[r->nseg - 1];
+	uint8_t *status = (uint8_t *)last->iov_base + last->iov_len - 1;
+	uint64_t in_data = r->in_len - 1;
+	uint32_t written = 0;
+	uint8_t st;
+
+	struct virtio_blk_outhdr h;
+	if (r->out_len < sizeof(h)) {
+		rl_log(&b->rl, "request %u: header is %llu bytes, want 16", r->head,
+		       (unsigned long long)r->out_len);
+		st = VIRTIO_BLK_S_IOERR;
+		goto done;
+	}
+	iov_to_buf(r->iov, r->nout, 0, &h, sizeof(h));
+	uint32_t type = le32toh(h.type);
+	uint64_t sector = le64toh(h.sector);
+	uint64_t out_data = r->out_len - sizeof(h);
+
+	switch (type) {
+	case VIRTIO_BLK_T_IN:
+	case VIRTIO_BLK_T_OUT:
+		st = do_rw(b, r, type == VIRTIO_BLK_T_OUT, sector, out_data, in_data, &written);
+		break;
+	case VIRTIO_BLK_T_FLUSH:
+		if (out_data || in_data) {
+			rl_log(&b->rl, "flush with %llu data bytes", (unsigned long long)(out_data + in_data));
+			st = VIRTIO_BLK_S_IOERR;
+			break;
+		}
+		if (!has(b, VIRTIO_BLK_F_FLUSH)) {
+			st = VIRTIO_BLK_S_UNSUPP;
+			break;
+		}
+		/* One queue, one request at a time: every write completed before this flush was
+		 * submitted has returned from the backend, so fdatasync covers it. */
+		st = VIRTIO_BLK_S_OK;
+		if (!b->be->readonly) {
+			int rc = b->be->ops->flush(b->be);
+			if (rc < 0) {
+				rl_log(&b->rl, "flush: %s", strerror(-rc));
+				st = VIRTIO_BLK_S_IOERR;
+			}
+		}
+		STAT(b, flushes, 1);
+		break;
+	case VIRTIO_BLK_T_GET_ID:
+		if (out_data) {
+			rl_log(&b->rl, "get-id with %llu device-readable data bytes",
+			       (unsigned long long)out_data);
+			st = VIRTIO_BLK_S_IOERR;
+			break;
+		}
+		/* The id, NUL-padded to the whole data area (the string is NUL-padded anyway), so
+		 * the used length is exact however big the buffer. */
+		written = (uint32_t)(in_data < VIRTIO_BLK_ID_BYTES ? in_data : VIRTIO_BLK_ID_BYTES);
+		iov_from_buf(r->iov + r->nout, r->nseg - r->nout, 0, b->id, written);
+		if (written < in_data)
+			written += (uint32_t)iov_memset(r->iov + r->nout, r->nseg - r->nout, written,
+							0, in_data - written);
+		STAT(b, get_id, 1);
+		st = VIRTIO_BLK_S_OK;
+		break;
+	case VIRTIO_BLK_T_DISCARD:
+	case VIRTIO_BLK_T_WRITE_ZEROES:
+		st = do_dwz(b, r, type, out_data, in_data);
+		break;
+	default:
+		rl_log(&b->rl, "request type %u not supported", type);
+		st = VIRTIO_BLK_S_UNSUPP;
+		break;
+	}
+done:
+	if (st == VIRTIO_BLK_S_IOERR)
+		STAT(b, ioerr, 1);
+	else if (st == VIRTIO_BLK_S_UNSUPP)
+		STAT(b, unsupp, 1);
+	*status = st;
+	/* Used length (2.7.8.2): "MUST write at least len bytes to descriptor, beginning at the
+	 * first device-writable buffer" and "MAY write more than len bytes". On success the whole
+	 * writable part was written (data, then status): len = in_len. A failed request whose
+	 * writable part is more than the status byte only had its last byte written, so it
+	 * reports 0 (the status byte is still there for the driver; drivers read it, not len). */
+	if (written == in_data)
+		return written + 1;
+	return 0;
+}
+
+/* ---- virtio_dev_ops ---------------------------------------------------------------------- */
+
+static uint64_t blk_features(void *dev)
+{
+	return ((struct blk_dev *)dev)->offered;
+}
+
+static int blk_set_features(void *dev, uint64_t f)
+{
+	struct blk_dev *b = dev;
+	__atomic_store_n(&b->features, f, __ATOMIC_RELEASE);
+	return 0;
+}
+
+static void blk_config_read(void *dev, uint32_t off, void *data, unsigned size)
+{
+	struct blk_dev *b = dev;
+	memcpy(data, (const uint8_t *)&b->cfg + off, size);
+}
+
+static void blk_config_write(void *dev, uint32_t off, const void *data, unsigned size)
+{
+	/* Only `writeback` is writable, and only with CONFIG_WCE, which is not offered. */
+	(void)dev;
+	(void)off;
+	(void)data;
+	(void)size;
+}
+
+static void blk_reset(void *dev)
+{
+	struct blk_dev *b = dev;
+	__atomic_store_n(&b->features, b->offered, __ATOMIC_RELEASE);
+}
+
+const struct virtio_dev_ops blk_virtio_ops = {
+	.device_id = VIRTIO_ID_BLOCK,
+	.pci_class = 0x018000, /* mass storage, other */
+	.num_queues = 1,
+	.queue_size_max = BLK_QUEUE_SIZE,
+	.max_chain = BLK_QUEUE_SIZE,
+	.config_size = sizeof(struct virtio_blk_config),
+	.features = blk_features,
+	.set_features = blk_set_features,
+	.config_read = blk_config_read,
+	.config_write = blk_config_write,
+	.handle = blk_handle,
+	.reset = blk_reset,
+};

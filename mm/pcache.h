@@ -1,0 +1,205 @@
+/* The host-side page cache behind a virtio-pmem window (DESIGN.md "Page cache state" and
+ * "The protocol, operation by operation"; the seed threads in ../shared/seeds/).
+ *
+ * struct pcache       one per backing file (shared by every device that opens the same file,
+ *                     compared by dev+inode; refcounted): the file (O_DIRECT), a memfd of the
+ *                     cache size as the cache memory, per-4-KiB-page state (mm/page.h), dirty
+ *                     hints, the writeback error sequence, statistics.
+ * struct pcache_map   one per guest-physical window onto a pcache (a virtio-pmem device): the
+ *                     granules (ABSENT / READONLY / WRITABLE) and the shadow table
+ *                     (mm/shadow.h) that makes them real.
+ *
+ * Lock order (outermost first): pins (pcache_pin) -> page locks, in ascending page order ->
+ * a map's slot lock -> pcache internal mutexes. Nothing sleeps on a pin drain while holding a
+ * page lock. The VMM touches cache memory directly (never through the guest's mappings), so
+ * no path faults while it holds a page lock (seed 003, the page lock vs mmap_sem deadlock).
+ *
+ * Offsets (off) are byte offsets in the file; the cache covers [0, pcache_size()).
+ * All functions are thread-safe unless noted. */
+#ifndef CVMM_MM_PCACHE_H
+#define CVMM_MM_PCACHE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include "mm/shadow.h"
+
+struct pcache;
+struct pcache_map;
+
+/* ---- the cache (per file) ---------------------------------------------------------------- */
+
+/* Open (or find, by dev+inode, and take a reference on) the cache of `path`.
+ * size > 0: the cache covers [0, size); a file shorter than that is extended with ftruncate
+ *           (sparse: no blocks are allocated), a missing file is created (unless readonly).
+ *           An existing cache must cover at least `size`.
+ * size = 0: use the file's size, which must be a nonzero multiple of 2 MiB (the window rule).
+ * readonly: open the file read-only; such a cache refuses writable maps and direct writes.
+ * The file is opened O_DIRECT; a filesystem that refuses it (tmpfs) gets a buffered fd and a
+ * warning on stderr. Returns 0, or -1 with a one-line message naming the path in err. */
+int pcache_open(const char *path, uint64_t size, bool readonly, struct pcache **out, char *err,
+		size_t errlen);
+/* Drop a reference; the last one writes back dirty pages, syncs and frees everything. Every
+ * map must have been destroyed. */
+void pcache_put(struct pcache *pc);
+
+uint64_t pcache_size(const struct pcache *pc);
+/* Host address of the cache memory for file offset 0 (page aligned, size pcache_size()). The
+ * VMM may touch a page there only while it holds a pin on it (pcache_pin). */
+uint8_t *pcache_mem(const struct pcache *pc);
+bool pcache_is_direct(const struct pcache *pc);
+
+/* ---- maps (per window) ------------------------------------------------------------------- */
+
+/* Put a window of the whole cache at guest-physical gpa_base, cut into granules of `granule`
+ * bytes (a power of two 4 KiB..2 MiB dividing the cache size; 0 = pcache_auto_granule()).
+ * The map owns `shadow` from now on (destroyed with the map, or here on failure).
+ * writable = guest stores are allowed (else stores are discarded and counted, like ROM).
+ * Returns 0 or -1 with err set. */
+int pcache_map_create(struct pcache *pc, struct shadow *shadow, uint64_t gpa_base,
+		      uint64_t granule, bool writable, struct pcache_map **out, char *err,
+		      size_t errlen);
+/* Unmap every granule (harvesting logged stores into DIRTY) and free the map. */
+void pcache_map_destroy(struct pcache_map *m);
+/* Granule size for a window of `size` bytes when none is configured: about 1024 granules,
+ * clamped to 64 KiB..2 MiB (see pcache.c for why). */
+uint64_t pcache_auto_granule(uint64_t size);
+uint64_t pcache_map_granule(const struct pcache_map *m);
+uint32_t pcache_map_ngranules(const struct pcache_map *m);
+
+/* populate = on (the mlock / MAP_POPULATE analogue, seed 002): read the whole window in, run
+ * mkwrite (reserve blocks) for a writable map, install every granule (WRITABLE where reserved),
+ * and mark nothing DIRTY: a FLUSH right after writes 0 pages. A granule whose reservation fails
+ * (ENOSPC) is installed READONLY with one warning: a later store to it gets the fault path's
+ * answer (a machine check) rather than silent loss. Returns 0, or -1 with err set (I/O error). */
+int pcache_populate(struct pcache_map *m, char *err, size_t errlen);
+
+enum pcache_access { PCACHE_LOAD, PCACHE_STORE, PCACHE_FETCH };
+
+enum pcache_fault_result {
+	PCACHE_FAULT_DONE,      /* access completed (load data filled in), granule installed */
+	PCACHE_FAULT_MCE,       /* not completed: tell the guest with a machine check at gpa
+				   (mkwrite ENOSPC/EDQUOT: store refused; read I/O error) */
+	PCACHE_FAULT_DISCARDED, /* store to a read-only window: dropped (ROM semantics) */
+	PCACHE_FAULT_OUTSIDE,   /* gpa not in this window */
+};
+
+/* The filemap_fault + page_mkwrite analogue, for an exit on an access of len (1..8) bytes at
+ * gpa: an MMIO exit (absent granule, or a store to a READONLY one; `data` is run->mmio.data: a
+ * load's result is written there, a store's bytes are read from it) or a fetch (len 0, data
+ * NULL: an emulation-failure exit whose RIP translates into the window). Locks the granule's
+ * pages in ascending order, reads the ones not UPTODATE, runs mkwrite for a store, completes
+ * the access on the cache page (a store marks the page DIRTY: KVM did not log it), installs the
+ * granule, unlocks. Waits while a page it needs is BREAKING. An access crossing a page is
+ * split. */
+enum pcache_fault_result pcache_fault(struct pcache_map *m, uint64_t gpa,
+				      enum pcache_access kind, void *data, unsigned len);
+
+/* ---- writeback and flush ----------------------------------------------------------------- */
+
+/* The filemap_write_and_wait_range analogue: harvest the maps' dirty logs for the range (and
+ * write-protect the harvested pages in the same step), OR them into DIRTY, then write every
+ * DIRTY page to the file (lock, clear DIRTY, O_DIRECT write, unlock). Cost grows with the
+ * writable granules and dirty pages in the range, not with its size. Returns 0, or -errno of
+ * the first failed write (also recorded for FLUSH; the page stays DIRTY for a retry). */
+int pcache_writeback_range(struct pcache *pc, uint64_t off, uint64_t len);
+
+/* A device's position in the cache's writeback-error sequence (errseq_t-like): sample it when
+ * the device opens, pass it to every pcache_flush. */
+uint64_t pcache_errseq_sample(struct pcache *pc);
+/* FLUSH: writeback of everything + fdatasync. Returns 0, or -errno if a writeback or sync error
+ * was recorded (by anyone) since this cursor last saw one: each error is reported once per
+ * device, then the cursor moves past it. */
+int pcache_flush(struct pcache *pc, uint64_t *errseq_cursor);
+
+/* ---- coherency with direct I/O and the host (the next issue builds on these) ------------ */
+
+/* invalidate_inode_pages2_range analogue (seed 004: LockPage; gather_all_mmap_users;
+ * writeback; ClearPageUptodate; UnlockPage): lock the pages, unmap every granule over them
+ * (KVM zaps), write back a page that is DIRTY, clear UPTODATE and RESERVED, unlock. A pinned
+ * page cannot be dropped (a DMA will still write it): it stays cached and the call returns
+ * -EBUSY after doing the rest (seed 000: a failure to invalidate is an error to the caller,
+ * never silent). -EIO if laundering a dirty page failed (page kept, DIRTY). */
+int pcache_invalidate_range(struct pcache *pc, uint64_t off, uint64_t len);
+
+/* virtio-blk IN: read the file, coherent with the window: write back the range first (seed
+ * 000, Arcangeli: "msync all the mappings ... before the O_DIRECT read hits the disk").
+ * Any alignment (bounces through an aligned buffer when needed). Ranges beyond the cache are
+ * plain file I/O. Returns len or -errno. */
+ssize_t pcache_direct_read(struct pcache *pc, uint64_t off, void *buf, size_t len);
+/* virtio-blk OUT: write the file, coherent with the window: lock the pages of the range,
+ * unmap their granules, launder dirty ones, write the file, drop the pages (not UPTODATE),
+ * unlock. A pinned page takes the fallback: the data is written through the cache page under
+ * its lock. The source may be pinned cache memory of the same range (seed 003): pins are taken
+ * before page locks and nothing faults under them. Sub-block edges are read-modify-written in
+ * an aligned buffer under the covering page locks. Returns len or -errno. */
+ssize_t pcache_direct_write(struct pcache *pc, uint64_t off, const void *buf, size_t len);
+
+/* pin_user_pages analogue, for a device DMA whose buffer lies in the window: fault the pages
+ * of [off, off+len) in (with write intent: mkwrite runs, -ENOSPC if blocks cannot be
+ * reserved), then take a pin on each with a CAS that refuses while BREAKING is set (then waits
+ * and retries; seed 001). Must not be called with a page lock held. Returns 0 or -errno
+ * (nothing left pinned). */
+int pcache_pin(struct pcache *pc, uint64_t off, uint64_t len, bool write);
+/* Drop the pins; `dirtied`: the device wrote the pages, so they are marked DIRTY first (KVM
+ * does not log VMM stores). */
+void pcache_unpin(struct pcache *pc, uint64_t off, uint64_t len, bool dirtied);
+
+/* break layouts + punch (virtio-blk DISCARD / WRITE_ZEROES, truncate from the host): set
+ * BREAKING on the range (new pins and faults wait), unmap its granules, wait for the pins to
+ * drain, drop dirty state, punch (or zero: zero=true keeps the blocks) the file and the cache
+ * pages, clear BREAKING, wake waiters. No DMA that started before writes after it; no data of
+ * such a DMA reappears in the range. Returns 0 or -errno. */
+int pcache_break_punch(struct pcache *pc, uint64_t off, uint64_t len, bool zero);
+
+/* External change (a host tool changed [off, off+len) of the file): the same as
+ * pcache_invalidate_range; a guest store made before the call is written back first, one made
+ * after lands in a freshly read page. */
+int pcache_external_change(struct pcache *pc, uint64_t off, uint64_t len);
+
+/* ---- statistics and checks --------------------------------------------------------------- */
+
+struct pcache_stats {
+	uint64_t fault_load_absent, fault_store_absent, fault_store_readonly, fault_fetch;
+	uint64_t fault_wait_breaking;
+	uint64_t pages_read, pages_zeroed, pages_written; /* zeroed: holes, not read */
+	uint64_t flushes, flush_ns;
+	uint64_t mkwrite_runs, mkwrite_enospc, read_errors, write_errors;
+	uint64_t stores_discarded;
+	uint64_t slot_maps, slot_unmaps, harvests, pages_harvested;
+	uint64_t invalidations, pins, breaks, direct_reads, direct_writes;
+	uint64_t wb_pages_examined; /* hinted pages writeback looked at (not the window size) */
+};
+void pcache_stats_get(struct pcache *pc, struct pcache_stats *out);
+/* One line, no newline: "faults 3 (load 1, store 1, store-ro 1, fetch 0), read 1024 pages, ..." */
+void pcache_stats_line(struct pcache *pc, char *buf, size_t len);
+/* A JSON object, e.g. {"faults": {...}, "pages_read": 1, ...} (no trailing newline). */
+void pcache_stats_json(struct pcache *pc, FILE *f);
+
+/* Debug: check the invariants over every granule of the map (WRITABLE => every page UPTODATE
+ * and RESERVED and not BREAKING; READONLY => every page UPTODATE; DIRTY => UPTODATE).
+ * Only meaningful while nothing runs concurrently. Returns 0, or the first bad granule + 1. */
+int pcache_map_check(struct pcache_map *m);
+/* 0 ABSENT, 1 READONLY, 2 WRITABLE */
+int pcache_map_granule_state(struct pcache_map *m, uint64_t gpa);
+/* Page flags / pin word of the page holding file offset off (tests, debugging). */
+uint32_t pcache_page_flags(struct pcache *pc, uint64_t off);
+uint32_t pcache_page_pins(struct pcache *pc, uint64_t off);
+
+/* ---- fault injection (tests) ------------------------------------------------------------- */
+struct pcache_inject {
+	int fallocate_errno;   /* mkwrite's fallocate fails with this errno ... */
+	int fallocate_count;   /* ... this many times (-1: until cleared) */
+	int pwrite_errno;      /* writeback's file write fails ... */
+	int pwrite_count;
+	int fdatasync_errno;
+	int fdatasync_count;
+	int pread_errno;
+	int pread_count;
+};
+void pcache_set_inject(struct pcache *pc, const struct pcache_inject *inj);
+
+#endif

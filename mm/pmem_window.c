@@ -1,0 +1,265 @@
+/* The virtio-pmem window: glue between a VM's exits and the page cache (see pmem_window.h). */
+#include "mm/pmem_window.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+#include "mm/mce.h"
+#include "mm/shadow.h"
+#include "vmm/kvm_compat.h"
+
+#define GIB (1ULL << 30)
+#define MAX_GRANULES 16384  /* memslots the window may use (KVM allows 32764 here) */
+#define PMEM_RING_ENTRIES 16384 /* per vCPU: 256 KiB of ring */
+#ifndef PMEM_DIRTY_RING_DEFAULT
+#define PMEM_DIRTY_RING_DEFAULT 0
+#endif
+
+uint64_t pmem_window_place(uint64_t ram_top)
+{
+	uint64_t b = ram_top > 4 * GIB ? ram_top : 4 * GIB;
+	return (b + PMEM_WINDOW_ALIGN - 1) & ~(PMEM_WINDOW_ALIGN - 1);
+}
+
+static const char *human(uint64_t v, char *buf, size_t len)
+{
+	if (v >= GIB && v % GIB == 0)
+		snprintf(buf, len, "%llu GiB", (unsigned long long)(v / GIB));
+	else if (v >= (1ULL << 20) && v % (1ULL << 20) == 0)
+		snprintf(buf, len, "%llu MiB", (unsigned long long)(v >> 20));
+	else
+		snprintf(buf, len, "%llu KiB", (unsigned long long)(v >> 10));
+	return buf;
+}
+
+int pmem_window_create(struct pmem_window **out, const struct pmem_config *cfg, int kvm_fd,
+		       int vm_fd, uint64_t ram_top, char *err, size_t errlen)
+{
+	*out = NULL;
+	struct pmem_window *w = calloc(1, sizeof(*w));
+	if (!w) {
+		snprintf(err, errlen, "pmem: out of memory");
+		return -1;
+	}
+	w->readonly = cfg->readonly;
+	if (pcache_open(cfg->path, cfg->size, cfg->readonly, &w->pc, err, errlen))
+		goto fail;
+	w->size = pcache_size(w->pc);
+	w->base = pmem_window_place(ram_top);
+	w->granule = cfg->granule ? cfg->granule : pcache_auto_granule(w->size);
+	if (w->size % w->granule) {
+		snprintf(err, errlen, "pmem granule: %llu bytes does not divide the size %llu",
+			 (unsigned long long)w->granule, (unsigned long long)w->size);
+		goto fail;
+	}
+	uint64_t ngr = w->size / w->granule;
+	int nslots = ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_MEMSLOTS);
+	uint64_t limit = MAX_GRANULES;
+	if (nslots > 0 && (uint64_t)nslots - PMEM_WINDOW_SLOT_BASE < limit)
+		limit = (uint64_t)nslots - PMEM_WINDOW_SLOT_BASE;
+	if (ngr > limit) {
+		char a[32], b[32];
+		snprintf(err, errlen, "pmem granule: %s over a %s window makes %llu granules (one "
+			 "KVM memslot each); at most %llu: use a larger granule (up to 2M)",
+			 human(w->granule, a, sizeof(a)), human(w->size, b, sizeof(b)),
+			 (unsigned long long)ngr, (unsigned long long)limit);
+		goto fail;
+	}
+	/* How logged guest stores are collected (shadow_kvm.c). CVMM_PMEM_DIRTY=bitmap|ring
+	 * overrides the default for measurements (see the numbers in pcache.c). */
+	const char *mode = getenv("CVMM_PMEM_DIRTY");
+	bool want_ring = mode ? !strcmp(mode, "ring") : PMEM_DIRTY_RING_DEFAULT;
+	struct shadow *sh = NULL;
+	if (want_ring && (w->ring_entries = shadow_kvm_enable_ring(vm_fd, PMEM_RING_ENTRIES)))
+		sh = shadow_kvm_create_ring(vm_fd, PMEM_WINDOW_SLOT_BASE, w->granule,
+					    w->ring_entries);
+	if (!w->ring_entries) {
+		/* Manual-protect dirty log: harvest and re-protect in one step per granule.
+		 * Must be enabled before the first logged memslot. */
+		w->manual_protect = shadow_kvm_enable_dirty_log(vm_fd);
+		sh = shadow_kvm_create(vm_fd, PMEM_WINDOW_SLOT_BASE, w->base + w->size, w->granule,
+				       w->manual_protect);
+	}
+	w->shadow = sh;
+	if (!sh) {
+		snprintf(err, errlen, "pmem: out of memory");
+		goto fail;
+	}
+	if (pcache_map_create(w->pc, sh, w->base, w->granule, !w->readonly, &w->map, err, errlen))
+		goto fail;
+	w->errseq = pcache_errseq_sample(w->pc);
+	if (cfg->populate && pcache_populate(w->map, err, errlen))
+		goto fail;
+	*out = w;
+	return 0;
+fail:
+	pmem_window_destroy(w);
+	return -1;
+}
+
+int pmem_window_vcpu_init(struct pmem_window *w, int kvm_fd, int vcpu_fd, int index, char *err,
+			  size_t errlen)
+{
+	if (w->ring_entries) {
+		int r = shadow_kvm_add_ring(w->shadow, vcpu_fd);
+		if (r) {
+			snprintf(err, errlen, "pmem: vcpu %d: mapping its dirty ring: %s", index,
+				 strerror(-r));
+			return -1;
+		}
+	}
+	char why[256];
+	if (mce_setup_vcpu(kvm_fd, vcpu_fd, why, sizeof(why)) == 0) {
+		if (index == 0)
+			w->mce = true;
+		return 0;
+	}
+	w->mce = false;
+	fprintf(stderr, "cvmm: pmem: vcpu %d: machine checks unavailable (%s); a store the page "
+		"cache must refuse will stop the VM instead\n", index, why);
+	return 0;
+}
+
+int pmem_window_ring_full(struct pmem_window *w)
+{
+	return w->ring_entries ? shadow_kvm_ring_full(w->shadow) : -EINVAL;
+}
+
+/* The access could not be completed: raise a machine check, or say why we cannot. */
+static enum pmem_exit refuse(struct pmem_window *w, int vcpu_fd, uint64_t gpa, bool fetch,
+			     const char *what, char *msg, size_t msglen)
+{
+	struct pcache_stats s;
+	pcache_stats_get(w->pc, &s);
+	const char *why = s.mkwrite_enospc ? "no space to reserve backing blocks, or a read error"
+					   : "a read error on the backing file";
+	enum mce_inject_result r = w->mce ? mce_inject(vcpu_fd, gpa, fetch) : MCE_FAILED;
+	if (r == MCE_INJECTED)
+		return PMEM_EXIT_HANDLED;
+	snprintf(msg, msglen, "pmem: guest %s at 0x%llx refused (%s) and the machine check "
+		 "cannot be delivered: %s", what, (unsigned long long)gpa, why,
+		 r == MCE_NO_CR4_MCE ? "the guest has CR4.MCE clear"
+		 : r == MCE_NESTED   ? "the guest is still handling a machine check (MCIP)"
+				     : "KVM_X86_SET_MCE unavailable or failed");
+	return PMEM_EXIT_FATAL;
+}
+
+enum pmem_exit pmem_window_mmio(struct pmem_window *w, int vcpu_fd, struct kvm_run *run,
+				char *msg, size_t msglen)
+{
+	uint64_t gpa = run->mmio.phys_addr;
+	if (!w || gpa < w->base || gpa - w->base >= w->size)
+		return PMEM_EXIT_NOT_MINE;
+	bool store = run->mmio.is_write;
+	enum pcache_fault_result r = pcache_fault(w->map, gpa, store ? PCACHE_STORE : PCACHE_LOAD,
+						  run->mmio.data, run->mmio.len);
+	switch (r) {
+	case PCACHE_FAULT_DONE:
+		return PMEM_EXIT_HANDLED;
+	case PCACHE_FAULT_DISCARDED:
+		if (!__atomic_exchange_n(&w->discarded_warned, 1, __ATOMIC_RELAXED))
+			fprintf(stderr, "cvmm: pmem: guest store at 0x%llx to the read-only window "
+				"ignored (further ones are counted in the summary)\n",
+				(unsigned long long)gpa);
+		return PMEM_EXIT_HANDLED;
+	case PCACHE_FAULT_MCE:
+		if (!store)
+			memset(run->mmio.data, 0xff, sizeof(run->mmio.data));
+		return refuse(w, vcpu_fd, gpa, false, store ? "store" : "load", msg, msglen);
+	case PCACHE_FAULT_OUTSIDE:
+	default:
+		snprintf(msg, msglen, "pmem: bad access at 0x%llx, %u bytes",
+			 (unsigned long long)gpa, run->mmio.len);
+		return PMEM_EXIT_FATAL;
+	}
+}
+
+static bool translate(int vcpu_fd, uint64_t la, uint64_t *gpa)
+{
+	struct kvm_translation t = { .linear_address = la };
+	if (ioctl(vcpu_fd, KVM_TRANSLATE, &t) < 0 || !t.valid)
+		return false;
+	*gpa = t.physical_address;
+	return true;
+}
+
+enum pmem_exit pmem_window_internal(struct pmem_window *w, int vcpu_fd, struct kvm_run *run,
+				    uint64_t *last_rip, char *msg, size_t msglen)
+{
+	if (!w || run->internal.suberror != KVM_INTERNAL_ERROR_EMULATION)
+		return PMEM_EXIT_NOT_MINE;
+	struct kvm_regs regs;
+	if (ioctl(vcpu_fd, KVM_GET_REGS, &regs) < 0)
+		return PMEM_EXIT_NOT_MINE;
+	uint64_t gpa[2];
+	bool in[2] = { false, false };
+	/* The instruction may straddle into the next page (x86 instructions are <= 15 bytes). */
+	for (int i = 0; i < 2; i++)
+		in[i] = translate(vcpu_fd, regs.rip + (i ? 14 : 0), &gpa[i]) && gpa[i] >= w->base &&
+			gpa[i] - w->base < w->size;
+	if (in[0] && in[1] && (gpa[0] - w->base) / w->granule == (gpa[1] - w->base) / w->granule)
+		in[1] = false; /* one granule */
+	if (!in[0] && !in[1])
+		return PMEM_EXIT_NOT_MINE;
+	bool absent = false;
+	for (int i = 0; i < 2; i++)
+		if (in[i] && pcache_map_granule_state(w->map, gpa[i]) == 0)
+			absent = true;
+	if (!absent) {
+		/* Present already: another vCPU installed it (retry once), or this is a genuine
+		 * emulation failure at an address in the window (not ours to hide). */
+		if (*last_rip == regs.rip)
+			return PMEM_EXIT_NOT_MINE;
+		*last_rip = regs.rip;
+		return PMEM_EXIT_HANDLED;
+	}
+	*last_rip = regs.rip;
+	for (int i = 0; i < 2; i++) {
+		if (!in[i])
+			continue;
+		enum pcache_fault_result r = pcache_fault(w->map, gpa[i], PCACHE_FETCH, NULL, 0);
+		if (r == PCACHE_FAULT_MCE)
+			return refuse(w, vcpu_fd, gpa[i], true, "instruction fetch", msg, msglen);
+		if (r != PCACHE_FAULT_DONE) {
+			snprintf(msg, msglen, "pmem: fetch fault at 0x%llx failed",
+				 (unsigned long long)gpa[i]);
+			return PMEM_EXIT_FATAL;
+		}
+	}
+	return PMEM_EXIT_HANDLED;
+}
+
+int pmem_window_flush(struct pmem_window *w)
+{
+	return pcache_flush(w->pc, &w->errseq);
+}
+
+void pmem_window_summary(struct pmem_window *w, char *buf, size_t len)
+{
+	char a[32], b[32], line[512];
+	pcache_stats_line(w->pc, line, sizeof(line));
+	snprintf(buf, len, "pmem: %s at 0x%llx, granule %s%s: %s", human(w->size, a, sizeof(a)),
+		 (unsigned long long)w->base, human(w->granule, b, sizeof(b)),
+		 w->readonly ? ", read-only" : "", line);
+}
+
+void pmem_window_stats_json(struct pmem_window *w, FILE *f)
+{
+	fprintf(f, "{\"base\": %llu, \"size\": %llu, \"granule\": %llu, \"dirty_log\": \"%s\", "
+		   "\"cache\": ", (unsigned long long)w->base, (unsigned long long)w->size,
+		(unsigned long long)w->granule,
+		w->ring_entries ? "ring" : w->manual_protect ? "bitmap-manual-protect" : "bitmap");
+	pcache_stats_json(w->pc, f);
+	fputc('}', f);
+}
+
+void pmem_window_destroy(struct pmem_window *w)
+{
+	if (!w)
+		return;
+	pcache_map_destroy(w->map);
+	pcache_put(w->pc); /* the last reference writes back and syncs */
+	free(w);
+}

@@ -1,0 +1,76 @@
+/* The virtio-pmem window of a VM: the guest-physical range, its page cache and map, the KVM
+ * shadow table, and the vCPU exit handling that routes faults in the window to mm/.
+ *
+ * vm.c creates it (pmem_window_create) from [pmem] config after RAM and before devices and
+ * vCPUs; vcpu.c calls pmem_window_vcpu_init for each vCPU, and pmem_window_mmio /
+ * pmem_window_internal on exits; the virtio-pmem device reports w->base / w->size to the guest
+ * and calls pmem_window_flush for a FLUSH request. */
+#ifndef CVMM_MM_PMEM_WINDOW_H
+#define CVMM_MM_PMEM_WINDOW_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "mm/pcache.h"
+#include "vmm/config.h"
+
+struct kvm_run;
+
+#define PMEM_WINDOW_ALIGN     (128ULL << 20)
+#define PMEM_WINDOW_SLOT_BASE 16        /* memslots 0 and 1 are RAM */
+#define PMEM_WINDOW_PARK      (2ULL << 20) /* guest-physical space reserved after the window */
+
+struct pmem_window {
+	uint64_t base;          /* guest-physical start (128 MiB aligned, at or above 4 GiB) */
+	uint64_t size;          /* bytes, a multiple of 2 MiB */
+	uint64_t granule;
+	bool readonly;
+	bool manual_protect;    /* KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 in use */
+	uint32_t ring_entries;  /* dirty-ring mode (per vCPU ring size), 0 = dirty bitmap */
+	struct shadow *shadow;  /* owned by the map */
+	bool mce;               /* machine checks set up on every vCPU */
+	struct pcache *pc;
+	struct pcache_map *map;
+	uint64_t errseq;        /* this device's FLUSH cursor (pcache_flush) */
+	uint64_t discarded_warned;
+};
+
+/* Where the window goes: at or above 4 GiB, after high RAM, 128 MiB aligned.
+ * ram_top = the end of guest RAM's highest region (GPA_HIGH_RAM + high RAM, or below 4 GiB). */
+uint64_t pmem_window_place(uint64_t ram_top);
+
+/* Open the cache (creating/extending the file per pcache_open), enable dirty logging, map the
+ * window at pmem_window_place(ram_top), populate if asked. Returns 0 or -1 with a one-line
+ * message naming the [pmem] key or path at fault. */
+int pmem_window_create(struct pmem_window **out, const struct pmem_config *cfg, int kvm_fd,
+		       int vm_fd, uint64_t ram_top, char *err, size_t errlen);
+/* Per vCPU at creation: machine-check banks (a failure is a warning; a later refused store
+ * then stops the VM with a message instead of a machine check), and in dirty-ring mode the
+ * vCPU's ring. Returns 0 or -1 with err set. */
+int pmem_window_vcpu_init(struct pmem_window *w, int kvm_fd, int vcpu_fd, int index, char *err,
+			  size_t errlen);
+/* KVM_EXIT_DIRTY_RING_FULL: harvest the rings so the vCPU can run. 0 or -errno. */
+int pmem_window_ring_full(struct pmem_window *w);
+
+enum pmem_exit { PMEM_EXIT_NOT_MINE, PMEM_EXIT_HANDLED, PMEM_EXIT_FATAL };
+/* KVM_EXIT_MMIO: an access in the window is a page-cache fault. FATAL fills msg. */
+enum pmem_exit pmem_window_mmio(struct pmem_window *w, int vcpu_fd, struct kvm_run *run,
+				char *msg, size_t msglen);
+/* KVM_EXIT_INTERNAL_ERROR: an emulation failure whose RIP translates into an absent granule of
+ * the window is an instruction fetch from it (HOST.md): fault the granule in and resume.
+ * *last_rip (per vCPU, start at 0) stops a loop when the granule is present and the failure
+ * is a genuine one. */
+enum pmem_exit pmem_window_internal(struct pmem_window *w, int vcpu_fd, struct kvm_run *run,
+				    uint64_t *last_rip, char *msg, size_t msglen);
+/* virtio-pmem FLUSH: 0, or -errno reported once per error (errseq). */
+int pmem_window_flush(struct pmem_window *w);
+/* "pmem: 64 MiB at 0x100000000, granule 64 KiB: faults 3 (...)" (no newline) */
+void pmem_window_summary(struct pmem_window *w, char *buf, size_t len);
+void pmem_window_stats_json(struct pmem_window *w, FILE *f);
+/* Unmap everything, write back dirty data, close. vCPUs must be stopped; before the VM fd
+ * is closed. */
+void pmem_window_destroy(struct pmem_window *w);
+
+#endif
