@@ -21,7 +21,7 @@ HDRS      := $(wildcard vmm/*.h devices/*.h mm/*.h include/*.h)
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
 
-.PHONY: all run test unit integration bench fuzz clean deps images
+.PHONY: all run test unit integration bench fuzz clean deps images linux-images test-linux
 all: deps-check $(B)/cvmm $(B)/guest.elf
 
 # Install missing build dependencies (Debian, root) on first use.
@@ -52,6 +52,8 @@ $(B)/tests/%: tests/unit/%.c $(B)/libcvmm-asan.a $(HDRS)
 
 # The freestanding guest (rules in guest/guest.mk).
 include guest/guest.mk
+# ThreadSanitizer build of the threaded page-cache tests.
+include tests/unit/tsan/tsan.mk
 
 images:
 	@scripts/mkimages.sh $(B)
@@ -62,8 +64,16 @@ run: all images
 unit: deps-check $(UNIT_BINS)
 	@tests/run-unit.sh $(UNIT_BINS)
 
-test: all $(UNIT_BINS) images
+test: all $(UNIT_BINS) $(TSAN_BINS) images
 	@tests/run-all.sh
+
+# A Debian cloud kernel + busybox initramfs under build/linux/ (downloads the package once).
+linux-images:
+	@scripts/mklinux.sh $(B)
+
+# Boot it (configs/linux.conf) and check what it saw: e820, command line, ACPI (~5 min here).
+test-linux: all linux-images
+	@tests/linux/run.sh
 
 # libFuzzer targets, FUZZ_SECONDS each (default 20; make test runs them too).
 fuzz: deps-check

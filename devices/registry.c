@@ -11,9 +11,11 @@
 #include "devices/debug_exit.h"
 #include "devices/irq.h"
 #include "devices/pci.h"
+#include "devices/pmem.h"
 #include "devices/serial.h"
 #include "devices/sysctl.h"
 #include "devices/virtio_pci.h"
+#include "mm/pmem_window.h"
 
 static void on_serial_output(void *ctx, size_t bytes)
 {
@@ -50,6 +52,26 @@ static int blk_setup(struct vm *vm, char *err, size_t errlen)
 	}
 	return virtio_pci_init(vm->blk_pci, vm->pci, &vm->mem, &blk_virtio_ops, vm->blk,
 			       "virtio-blk", &vm->blk->rl, err, errlen);
+}
+
+static int pmem_flush_window(void *ctx)
+{
+	return pmem_window_flush(ctx);
+}
+
+/* [pmem]: the window itself was made by vm_create (mm/pmem_window.h); this is the virtio
+ * device that tells the guest where it is and takes its FLUSH requests. */
+static int pmem_setup(struct vm *vm, char *err, size_t errlen)
+{
+	vm->pmem_dev = calloc(1, sizeof(*vm->pmem_dev));
+	vm->pmem_pci = calloc(1, sizeof(*vm->pmem_pci));
+	if (!vm->pmem_dev || !vm->pmem_pci) {
+		snprintf(err, errlen, "pmem: out of memory");
+		return -1;
+	}
+	pmem_dev_init(vm->pmem_dev, vm->pmem->base, vm->pmem->size, pmem_flush_window, vm->pmem);
+	return virtio_pci_init(vm->pmem_pci, vm->pci, &vm->mem, &pmem_virtio_ops, vm->pmem_dev,
+			       "virtio-pmem", &vm->pmem_dev->rl, err, errlen);
 }
 
 /* COM1's interrupt line: ISA IRQ 4 (IOAPIC pin 4 and PIC pin 4, devices/irq.h). */
@@ -110,6 +132,8 @@ int devices_setup(struct vm *vm, char *err, size_t errlen)
 
 	if (vm->cfg->blk.present && blk_setup(vm, err, errlen))
 		return -1;
+	if (vm->pmem && pmem_setup(vm, err, errlen))
+		return -1;
 	return 0;
 }
 
@@ -121,6 +145,16 @@ void devices_destroy(struct vm *vm)
 		virtio_pci_destroy(vm->blk_pci); /* joins the I/O thread first */
 		free(vm->blk_pci);
 		vm->blk_pci = NULL;
+	}
+	if (vm->pmem_pci) {
+		virtio_pci_destroy(vm->pmem_pci);
+		free(vm->pmem_pci);
+		vm->pmem_pci = NULL;
+	}
+	if (vm->pmem_dev) {
+		pmem_dev_destroy(vm->pmem_dev);
+		free(vm->pmem_dev);
+		vm->pmem_dev = NULL;
 	}
 	if (vm->blk) {
 		blk_destroy(vm->blk);

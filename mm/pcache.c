@@ -642,6 +642,7 @@ static enum pcache_fault_result fault_one(struct pcache_map *m, uint64_t gpa,
 	uint32_t g = (uint32_t)(off >> m->gshift);
 	uint64_t gp0 = (uint64_t)g << m->gpshift, gp1 = gp0 + m->gpages;
 	enum pcache_fault_result res = PCACHE_FAULT_DONE;
+	int rr;
 
 	uint8_t seen = gstate_get(m, g);
 	if (kind == PCACHE_FETCH)
@@ -685,10 +686,13 @@ static enum pcache_fault_result fault_one(struct pcache_map *m, uint64_t gpa,
 		if (!m->writable) {
 			STAT_ADD(pc, stores_discarded, 1);
 			res = PCACHE_FAULT_DISCARDED;
-		} else if (reserve(pc, lo, hi, p)) {
+		} else if ((rr = reserve(pc, lo, hi, p))) {
 			/* ENOSPC/EDQUOT (or EIO) reserving blocks: refuse the store now, while the guest
 			 * can still be told, instead of losing it at writeback (seed 002). */
-			STAT_ADD(pc, mkwrite_enospc, 1);
+			if (rr == -ENOSPC || rr == -EDQUOT)
+				STAT_ADD(pc, mkwrite_enospc, 1);
+			else
+				STAT_ADD(pc, write_errors, 1);
 			res = PCACHE_FAULT_MCE;
 		} else {
 			/* KVM completed the instruction and will not log this store: apply + DIRTY. */
@@ -1076,15 +1080,19 @@ ssize_t pcache_direct_write(struct pcache *pc, uint64_t off, const void *buf, si
 
 /* ---- pin / unpin ------------------------------------------------------------------------- */
 
-/* Host-side fault of one page for a DMA: make it UPTODATE (and RESERVED for write intent). */
-static int prepare_page(struct pcache *pc, uint64_t p, bool write)
+/* Host-side fault of one page for a DMA, and the pin: make it UPTODATE (and RESERVED for write
+ * intent) and take the pin, all under the page lock. The pin CAS never blocks (BREAKING makes it
+ * fail: we unlock and wait), so this does not wait for anything while holding a page lock. Taking
+ * pins only under the page lock means a thread holding the lock sees a pin count that can only
+ * fall: invalidation and direct writes can test it and then drop the page without a pinner
+ * slipping in between (the race Kara's PageTruncateInProgress recheck closes in seed 001).
+ * Returns 0 (pinned), 1 (BREAKING: wait and retry) or -errno. */
+static int prepare_pin_page(struct pcache *pc, uint64_t p, bool write)
 {
-	for (;;) {
-		pin_wait_unbroken(&pc->pins[p]);
-		page_lock(&pc->flags[p]);
-		if (!pin_breaking(&pc->pins[p]))
-			break;
+	page_lock(&pc->flags[p]);
+	if (pin_breaking(&pc->pins[p])) {
 		page_unlock(&pc->flags[p]);
+		return 1;
 	}
 	int r = read_missing(pc, p, p + 1);
 	if (!r && write && !(page_flags(&pc->flags[p]) & PG_RESERVED)) {
@@ -1094,6 +1102,9 @@ static int prepare_page(struct pcache *pc, uint64_t p, bool write)
 		else if (r == -ENOSPC || r == -EDQUOT)
 			STAT_ADD(pc, mkwrite_enospc, 1);
 	}
+	/* Seed 001: the CAS refuses while BREAKING is set (set without the page lock). */
+	if (!r && !pin_try(&pc->pins[p]))
+		r = 1;
 	page_unlock(&pc->flags[p]);
 	return r;
 }
@@ -1106,22 +1117,13 @@ int pcache_pin(struct pcache *pc, uint64_t off, uint64_t len, bool write)
 		return -EROFS;
 	uint64_t p0 = off / PAGE_SIZE, p1 = (off + len + PAGE_SIZE - 1) / PAGE_SIZE;
 	for (uint64_t p = p0; p < p1; p++) {
-		uint32_t need = PG_UPTODATE | (write ? PG_RESERVED : 0);
-		for (;;) {
-			int r = prepare_page(pc, p, write);
-			if (r) {
-				for (uint64_t q = p0; q < p; q++)
-					pin_put(&pc->pins[q]);
-				return r;
-			}
-			/* Seed 001: the CAS refuses while BREAKING is set; then wait and refault. */
-			if (!pin_try(&pc->pins[p]))
-				continue;
-			/* An invalidation may have dropped the page between prepare and pin; now that
-			 * it is pinned, no invalidation can, so one check suffices. */
-			if ((page_flags(&pc->flags[p]) & need) == need)
-				break;
-			pin_put(&pc->pins[p]);
+		int r;
+		while ((r = prepare_pin_page(pc, p, write)) == 1)
+			pin_wait_unbroken(&pc->pins[p]);
+		if (r) {
+			for (uint64_t q = p0; q < p; q++)
+				pin_put(&pc->pins[q]);
+			return r;
 		}
 	}
 	STAT_ADD(pc, pins, 1);

@@ -10,9 +10,11 @@
  *                     (mm/shadow.h) that makes them real.
  *
  * Lock order (outermost first): pins (pcache_pin) -> page locks, in ascending page order ->
- * a map's slot lock -> pcache internal mutexes. Nothing sleeps on a pin drain while holding a
- * page lock. The VMM touches cache memory directly (never through the guest's mappings), so
- * no path faults while it holds a page lock (seed 003, the page lock vs mmap_sem deadlock).
+ * a map's slot lock -> pcache internal mutexes. A pin is taken inside its own page's lock
+ * section with a CAS that never blocks, so page-lock holders see pin counts that only fall.
+ * Nothing sleeps on a pin drain or on BREAKING while holding a page lock. The VMM touches cache
+ * memory directly (never through the guest's mappings), so no path faults while it holds a
+ * page lock (seed 003, the page lock vs mmap_sem deadlock).
  *
  * Offsets (off) are byte offsets in the file; the cache covers [0, pcache_size()).
  * All functions are thread-safe unless noted. */

@@ -34,6 +34,32 @@ static const char *human(uint64_t v, char *buf, size_t len)
 	return buf;
 }
 
+static int check_granules(uint64_t size, uint64_t granule, int kvm_fd, char *err, size_t errlen)
+{
+	if (!granule)
+		granule = pcache_auto_granule(size);
+	if (size % granule) {
+		snprintf(err, errlen, "pmem granule: %llu bytes does not divide the size %llu",
+			 (unsigned long long)granule, (unsigned long long)size);
+		return -1;
+	}
+	uint64_t ngr = size / granule;
+	int nslots = ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_MEMSLOTS);
+	uint64_t limit = MAX_GRANULES;
+	if (nslots > 0 && (uint64_t)nslots - PMEM_WINDOW_SLOT_BASE < limit)
+		limit = (uint64_t)nslots - PMEM_WINDOW_SLOT_BASE;
+	if (ngr > limit) {
+		char a[32], b[32];
+		snprintf(err, errlen, "pmem granule: %s over a %s window makes %llu granules (one "
+			 "KVM memslot each); at most %llu: use a larger granule (up to 2M)%s",
+			 human(granule, a, sizeof(a)), human(size, b, sizeof(b)),
+			 (unsigned long long)ngr, (unsigned long long)limit,
+			 granule == 2 * 1024 * 1024 ? " or a smaller size" : "");
+		return -1;
+	}
+	return 0;
+}
+
 int pmem_window_create(struct pmem_window **out, const struct pmem_config *cfg, int kvm_fd,
 		       int vm_fd, uint64_t ram_top, char *err, size_t errlen)
 {
@@ -44,31 +70,19 @@ int pmem_window_create(struct pmem_window **out, const struct pmem_config *cfg, 
 		return -1;
 	}
 	w->readonly = cfg->readonly;
+	/* Check the granule count before the file is created or extended, when we can. */
+	if (cfg->size && check_granules(cfg->size, cfg->granule, kvm_fd, err, errlen))
+		goto fail;
 	if (pcache_open(cfg->path, cfg->size, cfg->readonly, &w->pc, err, errlen))
 		goto fail;
 	w->size = pcache_size(w->pc);
 	w->base = pmem_window_place(ram_top);
 	w->granule = cfg->granule ? cfg->granule : pcache_auto_granule(w->size);
-	if (w->size % w->granule) {
-		snprintf(err, errlen, "pmem granule: %llu bytes does not divide the size %llu",
-			 (unsigned long long)w->granule, (unsigned long long)w->size);
+	if (check_granules(w->size, w->granule, kvm_fd, err, errlen))
 		goto fail;
-	}
-	uint64_t ngr = w->size / w->granule;
-	int nslots = ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_MEMSLOTS);
-	uint64_t limit = MAX_GRANULES;
-	if (nslots > 0 && (uint64_t)nslots - PMEM_WINDOW_SLOT_BASE < limit)
-		limit = (uint64_t)nslots - PMEM_WINDOW_SLOT_BASE;
-	if (ngr > limit) {
-		char a[32], b[32];
-		snprintf(err, errlen, "pmem granule: %s over a %s window makes %llu granules (one "
-			 "KVM memslot each); at most %llu: use a larger granule (up to 2M)",
-			 human(w->granule, a, sizeof(a)), human(w->size, b, sizeof(b)),
-			 (unsigned long long)ngr, (unsigned long long)limit);
-		goto fail;
-	}
 	/* How logged guest stores are collected (shadow_kvm.c). CVMM_PMEM_DIRTY=bitmap|ring
-	 * overrides the default for measurements (see the numbers in pcache.c). */
+	 * overrides the default for measurements (mm/README.md: numbers, and why the ring is
+	 * not the default on PVM hosts). */
 	const char *mode = getenv("CVMM_PMEM_DIRTY");
 	bool want_ring = mode ? !strcmp(mode, "ring") : PMEM_DIRTY_RING_DEFAULT;
 	struct shadow *sh = NULL;

@@ -5,7 +5,7 @@ set -u
 . "$(dirname "$0")/lib.sh"
 unit_run() {
 	for bin in "$@"; do
-		name=$(basename "$bin")
+		name="${UNIT_LABEL:-}$(basename "$bin")"
 		out=$(ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 			timeout 300 "$bin" 2>&1)
 		rc=$?

@@ -36,6 +36,7 @@
 struct pci_host;
 struct blk_dev;
 struct virtio_pci;
+struct pmem_dev;
 
 struct pmem_window;
 
@@ -94,6 +95,8 @@ struct vm {
 	struct pci_host *pci;          /* devices/pci.h: host bridge, config space, MSI routes */
 	struct blk_dev *blk;           /* devices/blk.h: the [blk] disk, if any */
 	struct virtio_pci *blk_pci;    /* devices/virtio_pci.h: its transport */
+	struct pmem_dev *pmem_dev;     /* devices/pmem.h: the virtio-pmem device of the window */
+	struct virtio_pci *pmem_pci;   /* its transport */
 	bool slot_zap_quirk_off;
 	struct vm_stats stats;
 };

@@ -121,4 +121,15 @@ qemu_tests() {
 	else
 		notok "qemu: blk under QEMU q35 virtio-blk-pci (exit $rc)" "$out"
 	fi
+	rm -f "$T/qpmem.img"
+	truncate -s 64M "$T/qpmem.img"
+	out=$(PMEM="$T/qpmem.img" timeout 120 guest/run-qemu.sh "scenario=pmem" 2>&1); rc=$?
+	if [ "$rc" -eq 0 ] && printf '%s\n' "$out" | grep -Eq '^[1-9][0-9]* passed, 0 failed'; then
+		ok "qemu: pmem under QEMU q35 virtio-pmem-pci (same guest.elf)"
+	else
+		notok "qemu: pmem under QEMU q35 virtio-pmem-pci (exit $rc)" "$out"
+	fi
+	if declare -f check_pattern >/dev/null; then
+		check_pattern "qemu: QEMU's backing file holds the same pattern" "$T/qpmem.img" "$out"
+	fi
 }

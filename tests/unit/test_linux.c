@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "devices/serial.h"
+#include "devices/sysctl.h"
 #include "vmm/acpi.h"
 #include "vmm/linux.h"
 #include "vmm/vm.h"
@@ -356,6 +358,94 @@ static void test_clearcpuid(void **state)
 	assert_int_equal(linux_clearcpuid("pvm-host", out, 8), -1); /* too small: refused */
 }
 
+/* The 8250's THRE interrupt, as Linux's driver uses it (IRQ 4 through set_irq). */
+static int irq_level = -1, irq_edges;
+static void fake_irq(void *ctx, bool level)
+{
+	if (level && irq_level != 1)
+		irq_edges++;
+	irq_level = level;
+}
+
+static uint8_t uart_in(struct serial *s, unsigned off)
+{
+	uint8_t v;
+	assert_int_equal(serial_read(s, off, &v, 1), 0);
+	return v;
+}
+
+static void uart_out(struct serial *s, unsigned off, uint8_t v)
+{
+	assert_int_equal(serial_write(s, off, &v, 1), 0);
+}
+
+static void test_serial_thre_irq(void **state)
+{
+	struct serial s;
+	char err[128];
+	assert_int_equal(serial_init(&s, "/dev/null", err, sizeof(err)), 0);
+	s.set_irq = fake_irq;
+	irq_level = -1;
+	irq_edges = 0;
+	assert_int_equal(uart_in(&s, 2) & 0x0f, 0x01);     /* IIR: nothing pending */
+	uart_out(&s, 1, 0x02);                              /* IER.THRI: the empty THR interrupts */
+	assert_int_equal(irq_level, 1);
+	assert_int_equal(uart_in(&s, 2) & 0x0f, 0x02);     /* IIR says THRE... */
+	assert_int_equal(irq_level, 0);                 /* ...and reading it clears it */
+	assert_int_equal(uart_in(&s, 2) & 0x0f, 0x01);
+	uart_out(&s, 0, 'x');                               /* each character: a new edge */
+	uart_out(&s, 0, 'y');
+	assert_int_equal(irq_level, 1);
+	assert_int_equal(irq_edges, 3);
+	uart_out(&s, 1, 0x00);                              /* THRI off: line drops */
+	assert_int_equal(irq_level, 0);
+	uart_out(&s, 1, 0x02);                              /* on again: re-asserted (the 8250 probe) */
+	assert_int_equal(irq_level, 1);
+	/* Loopback (MCR 0x10 | RTS | OUT2): MSR shows CTS and DCD, the autoconfig check. */
+	uart_out(&s, 4, 0x10 | 0x0a);
+	assert_int_equal(uart_in(&s, 6) & 0xf0, 0x90);
+	uart_out(&s, 4, 0x10 | 0x05);                       /* DTR | OUT1: DSR and RI */
+	assert_int_equal(uart_in(&s, 6) & 0xf0, 0x60);
+	serial_destroy(&s);
+}
+
+static enum sysctl_event last_ev;
+static int nev;
+static void on_ev(void *ctx, enum sysctl_event ev)
+{
+	last_ev = ev;
+	nev++;
+}
+
+static void test_sysctl_reset_and_poweroff(void **state)
+{
+	struct sysctl sc = { .on_event = on_ev };
+	struct bus b;
+	bus_init(&b, "pio");
+	assert_int_equal(sysctl_register(&sc, &b), 0);
+	uint8_t v = 0xff;
+	assert_true(bus_read(&b, 0x64, &v, 1));
+	assert_int_equal(v, 0);                         /* i8042 status: input buffer empty */
+	v = 0xd1;
+	bus_write(&b, 0x64, &v, 1);
+	assert_int_equal(nev, 0);                       /* other commands: nothing */
+	v = 0xfe;
+	bus_write(&b, 0x64, &v, 1);
+	assert_int_equal(nev, 1);
+	assert_int_equal(last_ev, SYSCTL_RESET_KBD);
+	v = ACPI_RESET_VALUE;
+	bus_write(&b, ACPI_PORT_CTL, &v, 1);
+	assert_int_equal(last_ev, SYSCTL_RESET_ACPI);
+	v = ACPI_SLP_EN | (ACPI_S5_TYP << 2);
+	bus_write(&b, ACPI_PORT_CTL, &v, 1);
+	assert_int_equal(last_ev, SYSCTL_POWEROFF);
+	assert_int_equal(nev, 3);
+	v = ACPI_SLP_EN | (3 << 2);                     /* S3: not supported, ignored */
+	bus_write(&b, ACPI_PORT_CTL, &v, 1);
+	assert_int_equal(nev, 3);
+	assert_non_null(strstr(sysctl_event_name(SYSCTL_RESET_KBD), "0x64"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -366,6 +456,8 @@ int main(void)
 		cmocka_unit_test(test_vmlinux),
 		cmocka_unit_test(test_e820_with_high_ram),
 		cmocka_unit_test(test_clearcpuid),
+		cmocka_unit_test(test_serial_thre_irq),
+		cmocka_unit_test(test_sysctl_reset_and_poweroff),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
