@@ -13,15 +13,26 @@ echo "# unit tests (AddressSanitizer + UndefinedBehaviorSanitizer)"
 unit_run build/tests/test_*
 echo "# concurrency tests under ThreadSanitizer"
 UNIT_LABEL="tsan: " TSAN_OPTIONS=halt_on_error=1 unit_run build/tsan/test_*
-echo "# model check of the page-cache protocol (spin)"
-if command -v spin >/dev/null; then
+# Run a script that prints its own ok / not ok / SKIP lines, and count them here. A script that
+# exits nonzero without saying why is a failure too.
+run_sub() {
+	local name=$1 line fails=$FAIL rc=0; shift
 	while IFS= read -r line; do
 		case "$line" in
 		"ok - "*) ok "${line#ok - }" ;;
 		"not ok - "*) notok "${line#not ok - }" ;;
+		"SKIP - "*) SKIP=$((SKIP + 1)); echo "$line" ;;
+		__rc=*) rc=${line#__rc=} ;;
 		*) echo "#   $line" ;;
 		esac
-	done < <(tests/model/run.sh 2>&1)
+	done < <("$@" 2>&1; echo "__rc=$?")
+	if [ "$rc" != 0 ] && [ "$FAIL" -eq "$fails" ]; then
+		notok "$name: $1 exited $rc"
+	fi
+}
+echo "# model check of the page-cache protocol (spin)"
+if command -v spin >/dev/null; then
+	run_sub model tests/model/run.sh
 else
 	skip "model check" "spin is not installed"
 fi
@@ -37,5 +48,11 @@ if [ -x tests/fuzz/run.sh ]; then
 	echo "# fuzz (short run)"
 	. tests/fuzz/run.sh
 	fuzz_tests
+fi
+echo "# Linux: the Debian cloud kernel boots far enough to read our e820, cmdline and ACPI (~4.5 min)"
+if [ "${CVMM_SKIP_LINUX:-0}" = 1 ]; then
+	skip "linux: boot the Debian kernel" "CVMM_SKIP_LINUX=1: the Linux boot did NOT run"
+else
+	run_sub linux tests/linux/run.sh
 fi
 summary

@@ -4,14 +4,15 @@
 # gave it: the e820 map, the command line, the ACPI tables (RSDP/XSDT/FADT/MADT/MCFG/DSDT),
 # the MADT's CPUs and IOAPIC. Then say how far the boot got (last kernel line, seconds), and if
 # the guest's /init ran, count its own ok/not ok lines too. Ends with "N passed, N failed".
-# Env: CVMM (build/cvmm), LINUX_CONF (configs/linux.conf), LINUX_TIMEOUT (seconds, 290),
+# Env: CVMM (build/cvmm), LINUX_CONF (configs/linux.conf), LINUX_TIMEOUT (seconds, 240: every
+#      check below is decided by ~110 s here, and make test-linux stays under 5 minutes),
 #      LINUX_KERNEL (override the conf's kernel, e.g. build/linux/vmlinuz for the bzImage).
 set -u
 cd "$(dirname "$0")/../.."
 . tests/lib.sh
 CVMM=${CVMM:-build/cvmm}
 CONF=${LINUX_CONF:-configs/linux.conf}
-TMO=${LINUX_TIMEOUT:-290}
+TMO=${LINUX_TIMEOUT:-240}
 LOG=${LINUX_LOG:-build/linux/console.log}
 
 if ! have_kvm; then
@@ -29,12 +30,12 @@ CPUS=$(conf cpus)
 extra=()
 [ -n "${LINUX_KERNEL:-}" ] && extra=(--kernel "$LINUX_KERNEL")
 
-echo "# booting $(conf kernel) (${LINUX_KERNEL:-from $CONF}), up to $TMO s"
-start=$(date +%s.%N)
+echo "# booting ${LINUX_KERNEL:-$(conf kernel) (from $CONF)}, up to $TMO s"
+start=$(date +%s)
 timeout $((TMO + 30)) "$CVMM" run --config "$CONF" --timeout "$TMO" "${extra[@]}" > "$LOG" 2>&1
 rc=$?
-secs=$(echo "$(date +%s.%N) - $start" | bc)
-echo "# cvmm exited $rc after ${secs%.*} s; console in $LOG"
+secs=$(( $(date +%s) - start ))
+echo "# cvmm exited $rc after $secs s; console in $LOG"
 
 has() { grep -qE -- "$1" "$LOG"; }
 check() { if has "$2"; then ok "linux: $1"; else notok "linux: $1 (no line matching /$2/)" "$(tail -5 "$LOG")"; fi; }
@@ -76,7 +77,7 @@ check "MCFG: ECAM used"         'PCI: MMCONFIG for domain 0000 \[bus 00-ff\] at 
 last=$(grep -E '^\[ *[0-9]+\.[0-9]+\]' "$LOG" | tail -1 | tr -d '\r')
 ktime=$(printf '%s\n' "$last" | sed -n 's/^\[ *\([0-9.]*\)\].*/\1/p')
 echo "# last kernel line: $last"
-echo "# kernel time ${ktime:-?} s, wall time ${secs%.*} s; cvmm: $(grep '^cvmm: ' "$LOG" | head -1)"
+echo "# kernel time ${ktime:-?} s, wall time $secs s; cvmm: $(grep '^cvmm: ' "$LOG" | head -1)"
 if has '^cvmm-init: userspace reached'; then
 	ok "linux: /init ran ($(grep '^cvmm-init: userspace' "$LOG" | head -1))"
 	p=$(grep -c '^ok [0-9]' "$LOG"); f=$(grep -c '^not ok [0-9]' "$LOG")
