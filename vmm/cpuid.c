@@ -54,35 +54,17 @@ static uint32_t *reg_of(struct kvm_cpuid_entry2 *e, int reg)
 	}
 }
 
-static int hide_one(struct kvm_cpuid2 *c, const char *name, size_t len, char *err, size_t errlen)
+static const struct cpuid_feature *feature_named(const char *name, size_t len)
 {
-	for (size_t i = 0; i < cpuid_nr_features; i++) {
-		const struct cpuid_feature *f = &cpuid_features[i];
-		if (strlen(f->name) != len || strncmp(f->name, name, len) != 0)
-			continue;
-		struct kvm_cpuid_entry2 *e = cpuid_find(c, f->leaf, f->subleaf);
-		if (e)
-			*reg_of(e, f->reg) &= ~(1u << f->bit);
-		/* Without XSAVE the guest must not see the XSAVE state leaf either. */
-		if (!strcmp(f->name, "xsave"))
-			for (uint32_t j = 0; j < c->nent; j++)
-				if (c->entries[j].function == 0xd)
-					c->entries[j].eax = c->entries[j].ebx = c->entries[j].ecx =
-						c->entries[j].edx = 0;
-		return 0;
-	}
-	char known[512] = "";
-	for (size_t i = 0; i < cpuid_nr_features; i++) {
-		strncat(known, cpuid_features[i].name, sizeof(known) - strlen(known) - 2);
-		if (i + 1 < cpuid_nr_features)
-			strncat(known, ",", sizeof(known) - strlen(known) - 1);
-	}
-	snprintf(err, errlen, "cpuid_mask: unknown feature '%.*s' (known: %s, or the preset pvm-host)",
-		 (int)len, name, known);
-	return -1;
+	for (size_t i = 0; i < cpuid_nr_features; i++)
+		if (strlen(cpuid_features[i].name) == len &&
+		    !strncmp(cpuid_features[i].name, name, len))
+			return &cpuid_features[i];
+	return NULL;
 }
 
-int cpuid_apply_mask(struct kvm_cpuid2 *c, const char *mask, char *err, size_t errlen)
+static int mask_walk(const char *mask, int depth, int (*fn)(const struct cpuid_feature *, void *),
+		     void *ctx, char *err, size_t errlen)
 {
 	const char *p = mask;
 	while (p && *p) {
@@ -92,14 +74,56 @@ int cpuid_apply_mask(struct kvm_cpuid2 *c, const char *mask, char *err, size_t e
 			break;
 		size_t len = strcspn(p, ", ");
 		if (len == 8 && !strncmp(p, "pvm-host", 8)) {
-			if (cpuid_apply_mask(c, CPUID_PRESET_PVM_HOST, err, errlen))
+			/* a preset holds feature names only: no recursion past one level */
+			if (depth == 0 &&
+			    mask_walk(CPUID_PRESET_PVM_HOST, 1, fn, ctx, err, errlen))
 				return -1;
-		} else if (hide_one(c, p, len, err, errlen)) {
-			return -1;
+		} else {
+			const struct cpuid_feature *f = feature_named(p, len);
+			if (!f) {
+				char known[512] = "";
+				for (size_t i = 0; i < cpuid_nr_features; i++) {
+					strncat(known, cpuid_features[i].name,
+						sizeof(known) - strlen(known) - 2);
+					if (i + 1 < cpuid_nr_features)
+						strncat(known, ",", sizeof(known) - strlen(known) - 1);
+				}
+				snprintf(err, errlen, "cpuid_mask: unknown feature '%.*s' (known: %s, "
+					 "or the preset pvm-host)", (int)len, p, known);
+				return -1;
+			}
+			if (fn(f, ctx))
+				return -1;
 		}
 		p += len;
 	}
 	return 0;
+}
+
+int cpuid_mask_foreach(const char *mask, int (*fn)(const struct cpuid_feature *f, void *ctx),
+		       void *ctx, char *err, size_t errlen)
+{
+	return mask_walk(mask, 0, fn, ctx, err, errlen);
+}
+
+static int hide_one(const struct cpuid_feature *f, void *ctx)
+{
+	struct kvm_cpuid2 *c = ctx;
+	struct kvm_cpuid_entry2 *e = cpuid_find(c, f->leaf, f->subleaf);
+	if (e)
+		*reg_of(e, f->reg) &= ~(1u << f->bit);
+	/* Without XSAVE the guest must not see the XSAVE state leaf either. */
+	if (!strcmp(f->name, "xsave"))
+		for (uint32_t j = 0; j < c->nent; j++)
+			if (c->entries[j].function == 0xd)
+				c->entries[j].eax = c->entries[j].ebx = c->entries[j].ecx =
+					c->entries[j].edx = 0;
+	return 0;
+}
+
+int cpuid_apply_mask(struct kvm_cpuid2 *c, const char *mask, char *err, size_t errlen)
+{
+	return cpuid_mask_foreach(mask, hide_one, c, err, errlen);
 }
 
 void cpuid_set_topology(struct kvm_cpuid2 *c, unsigned apic_id, unsigned ncpus)

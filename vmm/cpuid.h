@@ -30,6 +30,11 @@ extern const size_t cpuid_nr_features;
 	"fsgsbase,rdpid,pku,invpcid,smap,aes,pclmulqdq,sse4_2,clwb,erms,fsrm"
 
 struct kvm_cpuid_entry2 *cpuid_find(struct kvm_cpuid2 *c, uint32_t leaf, uint32_t subleaf);
+/* Walk a mask list (comma separated; the preset pvm-host expanded), calling fn with each
+ * feature; an unknown name fails with err naming it and listing the known ones; fn returning
+ * nonzero stops the walk with -1. */
+int cpuid_mask_foreach(const char *mask, int (*fn)(const struct cpuid_feature *f, void *ctx),
+		       void *ctx, char *err, size_t errlen);
 /* Apply a mask list; unknown names fail with err naming the name and listing known ones. */
 int cpuid_apply_mask(struct kvm_cpuid2 *c, const char *mask, char *err, size_t errlen);
 /* Set APIC ID and logical CPU count for one vCPU (leaf 1 EBX, HTT, leaf 0xB x2APIC IDs). */

@@ -1,15 +1,13 @@
 /* Linux bzImage and vmlinux loaders and the boot_params zero page. See linux.h. */
 #include "vmm/linux.h"
+#include "vmm/file.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "mm/pmem_window.h"
 #include "vmm/acpi.h"
@@ -390,101 +388,48 @@ int linux_load_vmlinux(const void *img, size_t len, struct guest_mem *mem,
 
 /* ---- files ------------------------------------------------------------------------------ */
 
-int linux_read_file(const char *path, const char *what, uint64_t max, uint8_t **bufp,
-		    size_t *lenp, char *err, size_t errlen)
-{
-	char label[4200];
-	snprintf(label, sizeof(label), "%s '%s'", what, path);
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-	if (fd < 0)
-		return lfail(err, errlen, label, "%s", strerror(errno));
-	struct stat st;
-	int rc = -1;
-	uint8_t *buf = NULL;
-	size_t len = 0;
-	if (fstat(fd, &st) < 0) {
-		lfail(err, errlen, label, "%s", strerror(errno));
-		goto out;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		lfail(err, errlen, label, "not a regular file");
-		goto out;
-	}
-	if ((uint64_t)st.st_size > max) {
-		lfail(err, errlen, label, "%llu bytes, larger than the %llu MiB limit",
-		      (unsigned long long)st.st_size, (unsigned long long)(max >> 20));
-		goto out;
-	}
-	buf = malloc(st.st_size ? (size_t)st.st_size : 1);
-	if (!buf) {
-		lfail(err, errlen, label, "out of memory");
-		goto out;
-	}
-	while (len < (size_t)st.st_size) {
-		ssize_t r = read(fd, buf + len, (size_t)st.st_size - len);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			lfail(err, errlen, label, "%s", strerror(errno));
-			goto out;
-		}
-		if (r == 0)
-			break;
-		len += (size_t)r;
-	}
-	*bufp = buf;
-	*lenp = len;
-	buf = NULL;
-	rc = 0;
-out:
-	free(buf);
-	close(fd);
-	return rc;
-}
-
 /* ---- CPUID policy for Linux ------------------------------------------------------------- */
 
 /* cvmm's feature names (vmm/cpuid.c) as Linux's clearcpuid= knows them (the /proc/cpuinfo
  * flag names); NULL: Linux has no name for it (osxsave follows xsave there). */
-static const char *linux_flag_name(const char *name, size_t len)
+static const char *linux_flag_name(const char *name)
 {
 	static const struct { const char *cvmm, *lnx; } map[] = {
 		{ "tsc-deadline", "tsc_deadline_timer" },
 		{ "osxsave", NULL },
 	};
 	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
-		if (strlen(map[i].cvmm) == len && !strncmp(map[i].cvmm, name, len))
+		if (!strcmp(map[i].cvmm, name))
 			return map[i].lnx;
-	for (size_t i = 0; i < cpuid_nr_features; i++)
-		if (strlen(cpuid_features[i].name) == len && !strncmp(cpuid_features[i].name, name, len))
-			return cpuid_features[i].name;
-	return NULL;
+	return name;
 }
 
-static int clearcpuid_add(const char *mask, char *out, size_t outlen, int depth)
+struct clearcpuid_buf {
+	char *out;
+	size_t len;
+};
+
+/* Is `name` one of the comma-separated entries of `list` (whole entries only: "avx" is not in
+ * "avx2,avx512f")? */
+static bool list_has(const char *list, const char *name)
 {
-	const char *p = mask;
-	while (p && *p) {
-		while (*p == ',' || *p == ' ')
-			p++;
-		if (!*p)
-			break;
-		size_t len = strcspn(p, ", ");
-		if (len == 8 && !strncmp(p, "pvm-host", 8)) {
-			if (depth > 0 || clearcpuid_add(CPUID_PRESET_PVM_HOST, out, outlen, depth + 1))
-				return -1;
-		} else {
-			const char *n = linux_flag_name(p, len);
-			if (n && !strstr(out, n)) { /* a repeated name is harmless: skip it anyway */
-				size_t used = strlen(out);
-				int w = snprintf(out + used, outlen - used, "%s%s", used ? "," : "", n);
-				if (w < 0 || (size_t)w >= outlen - used)
-					return -1;
-			}
-		}
-		p += len;
+	size_t n = strlen(name);
+	for (const char *p = list; *p; p += strcspn(p, ","), p += *p == ',') {
+		if (strcspn(p, ",") == n && !strncmp(p, name, n))
+			return true;
 	}
-	return 0;
+	return false;
+}
+
+static int clearcpuid_add(const struct cpuid_feature *f, void *ctx)
+{
+	struct clearcpuid_buf *b = ctx;
+	const char *n = linux_flag_name(f->name);
+	if (!n || list_has(b->out, n)) /* a repeated name is harmless: skip it anyway */
+		return 0;
+	size_t used = strlen(b->out);
+	int w = snprintf(b->out + used, b->len - used, "%s%s", used ? "," : "", n);
+	return w < 0 || (size_t)w >= b->len - used ? -1 : 0;
 }
 
 int linux_clearcpuid(const char *mask, char *out, size_t outlen)
@@ -492,7 +437,9 @@ int linux_clearcpuid(const char *mask, char *out, size_t outlen)
 	if (!outlen)
 		return -1;
 	out[0] = 0;
-	if (clearcpuid_add(mask, out, outlen, 0))
+	struct clearcpuid_buf b = { out, outlen };
+	char err[512];
+	if (cpuid_mask_foreach(mask, clearcpuid_add, &b, err, sizeof(err)))
 		return -1;
 	/* Linux 6.1 reads the option into a 128-byte buffer (cpu_parse_early_param). */
 	return strlen(out) > LINUX_CLEARCPUID_MAX ? -1 : 0;
@@ -555,7 +502,7 @@ int linux_vm_setup(struct vm *vm, char *err, size_t errlen)
 
 	if (build_acpi(vm, ram_low, ram_high, err, errlen))
 		return -1;
-	if (linux_read_file(cfg->kernel, "kernel", 512ULL << 20, &img, &len, err, errlen))
+	if (file_read_all(cfg->kernel, "kernel", 512ULL << 20, &img, &len, err, errlen))
 		return -1;
 	snprintf(label, sizeof(label), "kernel '%s'", cfg->kernel);
 	if (linux_probe(img, len, &kind) < 0) {
@@ -606,7 +553,7 @@ int linux_vm_setup(struct vm *vm, char *err, size_t errlen)
 		}
 		goto out;
 	}
-	if (cfg->initrd[0] && linux_read_file(cfg->initrd, "initrd", 2ULL << 30, &initrd,
+	if (cfg->initrd[0] && file_read_all(cfg->initrd, "initrd", 2ULL << 30, &initrd,
 					      &initrd_len, err, errlen))
 		goto out;
 	struct linux_params p = {

@@ -138,11 +138,6 @@ int linux_load_vmlinux(const void *img, size_t len, struct guest_mem *mem,
 		       const struct linux_params *p, struct linux_boot *out, const char *label,
 		       char *err, size_t errlen);
 
-/* Read a whole regular file (at most max bytes) into a malloc'd buffer. Errors name `what`
- * and the path. */
-int linux_read_file(const char *path, const char *what, uint64_t max, uint8_t **buf,
-		    size_t *len, char *err, size_t errlen);
-
 /* The 4-entry GDT the 64-bit boot protocol asks for, at GPA_LINUX_GDT. */
 int linux_write_gdt(struct guest_mem *mem);
 

@@ -4,17 +4,15 @@
  * file length and guest RAM before use, overflow-safe. Loading is two-pass: all segments are
  * validated first and only then copied, so a rejected image leaves guest memory untouched. */
 #include "vmm/loader.h"
+#include "vmm/file.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <gelf.h>
 #include <libelf.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 /* A kernel image bigger than this is a wrong path (a disk image?), not a kernel. */
 #define ELF_FILE_MAX (512ull << 20)
@@ -317,52 +315,13 @@ int elf_load_file(const char *path, struct guest_mem *mem, uint64_t reserved_lo,
 		  uint64_t reserved_hi, struct load_info *out, char *err, size_t errlen)
 {
 	char label[ELF_LABEL_MAX];
-	struct stat st;
-	uint8_t *buf = NULL;
-	size_t len = 0;
-	int fd, rc = -1;
+	uint8_t *buf;
+	size_t len;
 
+	if (file_read_all(path, "kernel", ELF_FILE_MAX, &buf, &len, err, errlen))
+		return -1;
 	snprintf(label, sizeof(label), "kernel '%s'", path);
-	/* O_NONBLOCK: a FIFO must not hang open(); it is refused below as not a regular file. */
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-	if (fd < 0)
-		return elf_fail(err, errlen, label, "%s", strerror(errno));
-	if (fstat(fd, &st) < 0) {
-		elf_fail(err, errlen, label, "%s", strerror(errno));
-		goto out;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		elf_fail(err, errlen, label, "not a regular file");
-		goto out;
-	}
-	if ((uint64_t)st.st_size > ELF_FILE_MAX) {
-		elf_fail(err, errlen, label, "%llu bytes, larger than the %llu MiB limit",
-			 (unsigned long long)st.st_size, ELF_FILE_MAX >> 20);
-		goto out;
-	}
-	buf = malloc(st.st_size ? (size_t)st.st_size : 1);
-	if (!buf) {
-		elf_fail(err, errlen, label, "out of memory reading %llu bytes",
-			 (unsigned long long)st.st_size);
-		goto out;
-	}
-	/* A file that shrinks under us just loads shorter, and is checked as such. */
-	while (len < (size_t)st.st_size) {
-		ssize_t r = read(fd, buf + len, (size_t)st.st_size - len);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			elf_fail(err, errlen, label, "%s", strerror(errno));
-			goto out;
-		}
-		if (r == 0)
-			break;
-		len += (size_t)r;
-	}
-	rc = elf_load_labelled(buf, len, mem, reserved_lo, reserved_hi, out, label, err, errlen);
-out:
+	int rc = elf_load_labelled(buf, len, mem, reserved_lo, reserved_hi, out, label, err, errlen);
 	free(buf);
-	close(fd);
 	return rc;
 }

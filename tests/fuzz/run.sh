@@ -14,7 +14,7 @@ fuzz_sources() {
 	fuzz_virtq)  echo "devices/virtqueue.c devices/virtio.c vmm/guest_mem.c" ;;
 	fuzz_blk)    echo "devices/blk.c devices/virtqueue.c devices/virtio.c vmm/guest_mem.c" ;;
 	fuzz_config) echo "vmm/config.c" ;;
-	fuzz_elf)    echo "vmm/loader_elf.c vmm/guest_mem.c" ;;
+	fuzz_elf)    echo "vmm/loader_elf.c vmm/file.c vmm/guest_mem.c" ;;
 	*) return 1 ;;
 	esac
 }

@@ -353,6 +353,9 @@ static void test_clearcpuid(void **state)
 	assert_null(strstr(out, "osxsave"));     /* Linux has no flag name for it */
 	assert_int_equal(linux_clearcpuid("tsc-deadline,cx16", out, sizeof(out)), 0);
 	assert_string_equal(out, "tsc_deadline_timer,cx16");
+	/* a name that is a prefix of one already listed still gets in; a repeat does not */
+	assert_int_equal(linux_clearcpuid("avx2,avx,avx2", out, sizeof(out)), 0);
+	assert_string_equal(out, "avx2,avx");
 	assert_int_equal(linux_clearcpuid("", out, sizeof(out)), 0);
 	assert_string_equal(out, "");
 	assert_int_equal(linux_clearcpuid("pvm-host", out, 8), -1); /* too small: refused */

@@ -1,0 +1,80 @@
+#include "vmm/file.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int file_fail(char *err, size_t errlen, const char *label, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static int file_fail(char *err, size_t errlen, const char *label, const char *fmt, ...)
+{
+	if (!err || !errlen)
+		return -1;
+	int n = snprintf(err, errlen, "%s: ", label);
+	if (n >= 0 && (size_t)n < errlen) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
+		va_end(ap);
+	}
+	return -1;
+}
+
+int file_read_all(const char *path, const char *what, uint64_t max, uint8_t **bufp,
+		    size_t *lenp, char *err, size_t errlen)
+{
+	char label[4200];
+	snprintf(label, sizeof(label), "%s '%s'", what, path);
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0)
+		return file_fail(err, errlen, label, "%s", strerror(errno));
+	struct stat st;
+	int rc = -1;
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	if (fstat(fd, &st) < 0) {
+		file_fail(err, errlen, label, "%s", strerror(errno));
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		file_fail(err, errlen, label, "not a regular file");
+		goto out;
+	}
+	if ((uint64_t)st.st_size > max) {
+		file_fail(err, errlen, label, "%llu bytes, larger than the %llu MiB limit",
+		      (unsigned long long)st.st_size, (unsigned long long)(max >> 20));
+		goto out;
+	}
+	buf = malloc(st.st_size ? (size_t)st.st_size : 1);
+	if (!buf) {
+		file_fail(err, errlen, label, "out of memory reading %llu bytes",
+			  (unsigned long long)st.st_size);
+		goto out;
+	}
+	while (len < (size_t)st.st_size) {
+		ssize_t r = read(fd, buf + len, (size_t)st.st_size - len);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			file_fail(err, errlen, label, "%s", strerror(errno));
+			goto out;
+		}
+		if (r == 0)
+			break;
+		len += (size_t)r;
+	}
+	*bufp = buf;
+	*lenp = len;
+	buf = NULL;
+	rc = 0;
+out:
+	free(buf);
+	close(fd);
+	return rc;
+}
