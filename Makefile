@@ -22,7 +22,7 @@ UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
 
 .PHONY: all run test unit integration bench fuzz clean deps images linux-images test-linux
-all: deps-check $(B)/cvmm $(B)/guest.elf
+all: deps-check $(B)/cvmm $(B)/cvmmctl $(B)/guest.elf
 
 # Install missing build dependencies (Debian, root) on first use.
 deps-check:
@@ -45,6 +45,11 @@ $(B)/libcvmm-asan.a: $(ASAN_OBJS)
 
 $(B)/cvmm: $(B)/obj/vmm/main.o $(B)/libcvmm.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+# The control-socket client (tools/cvmmctl.c; the protocol is in vmm/control.h).
+$(B)/cvmmctl: tools/cvmmctl.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $<
 
 $(B)/tests/%: tests/unit/%.c $(B)/libcvmm-asan.a $(HDRS)
 	@mkdir -p $(dir $@)
@@ -74,6 +79,11 @@ linux-images:
 # Boot it (configs/linux.conf) and check what it saw: e820, command line, ACPI (~5 min here).
 test-linux: all linux-images
 	@tests/linux/run.sh
+
+# cvmm against QEMU q35 and the host on the same guest and images (bench/run.py, ~4 min here):
+# prints the table, writes build/bench/results.json and results.png.
+bench: all
+	@python3 bench/run.py
 
 # libFuzzer targets, FUZZ_SECONDS each (default 20; make test runs them too).
 fuzz: deps-check

@@ -69,7 +69,63 @@ void blk_destroy(struct blk_dev *b)
 	if (b->be && b->be->ops->destroy)
 		b->be->ops->destroy(b->be);
 	b->be = NULL;
+	if (b->dma && b->dma->destroy)
+		b->dma->destroy(b->dma_ctx);
+	b->dma = NULL;
+	b->dma_ctx = NULL;
 	ratelimit_destroy(&b->rl);
+}
+
+void blk_set_dma(struct blk_dev *b, const struct blk_dma_ops *ops, void *ctx)
+{
+	b->dma = ops;
+	b->dma_ctx = ctx;
+}
+
+void blk_stats_json(struct blk_dev *b, FILE *f)
+{
+	struct blk_stats s;
+	uint64_t *dst = (uint64_t *)&s, *src = (uint64_t *)&b->st;
+	for (size_t i = 0; i < sizeof(s) / sizeof(uint64_t); i++)
+		dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
+#define U(x) (unsigned long long)(x)
+	fprintf(f, "{\"backend\": \"%s\", \"capacity_bytes\": %llu, \"requests\": %llu, "
+		   "\"read_bytes\": %llu, \"write_bytes\": %llu, \"flushes\": %llu, "
+		   "\"discards\": %llu, \"write_zeroes\": %llu, \"get_id\": %llu, "
+		   "\"ioerr\": %llu, \"unsupp\": %llu, \"dropped\": %llu, "
+		   "\"window_dma_requests\": %llu, \"window_pin_errors\": %llu}",
+		b->backend_name ? b->backend_name : "file", U(b->capacity * BLK_SECTOR),
+		U(s.requests), U(s.read_bytes), U(s.write_bytes), U(s.flushes), U(s.discards),
+		U(s.write_zeroes), U(s.get_id), U(s.ioerr), U(s.unsupp), U(s.dropped),
+		U(s.dma_requests), U(s.dma_pin_errors));
+#undef U
+}
+
+/* Drop the request's window pins (if any): the device wrote its writable segments. */
+static void dma_unpin(struct blk_dev *b, struct vq_req *r, bool *pinned, bool wrote)
+{
+	if (*pinned)
+		b->dma->unpin(b->dma_ctx, r->iov, r->gpa, r->nseg, r->nout, wrote);
+	*pinned = false;
+}
+
+/* Write the status byte. If it lies in the window and the request holds no pins (a failed
+ * pin, or DISCARD / WRITE_ZEROES, which dropped theirs), pin just that segment around the
+ * store. Returns false if it could not be written. */
+static bool put_status(struct blk_dev *b, struct vq_req *r, uint8_t *status, uint8_t st,
+		       bool *pinned)
+{
+	if (*pinned || !r->ntranslated) {
+		*status = st;
+		dma_unpin(b, r, pinned, true);
+		return true;
+	}
+	unsigned last = r->nseg - 1;
+	if (!b->dma || b->dma->pin(b->dma_ctx, &r->iov[last], &r->gpa[last], 1, 0) < 0)
+		return false;
+	*status = st;
+	b->dma->unpin(b->dma_ctx, &r->iov[last], &r->gpa[last], 1, 0, true);
+	return true;
 }
 
 /* Is [sector, sector + bytes/512) inside the disk? Overflow-safe. */
@@ -140,7 +196,7 @@ static uint8_t do_rw(struct blk_dev *b, struct vq_req *r, bool write, uint64_t s
 }
 
 static uint8_t do_dwz(struct blk_dev *b, struct vq_req *r, uint32_t type, uint64_t out_data,
-		      uint64_t in_data)
+		      uint64_t in_data, bool *pinned)
 {
 	bool discard = type == VIRTIO_BLK_T_DISCARD;
 	const char *what = discard ? "discard" : "write-zeroes";
@@ -164,6 +220,11 @@ static uint8_t do_dwz(struct blk_dev *b, struct vq_req *r, uint32_t type, uint64
 	struct virtio_blk_dwz_seg seg[BLK_MAX_DWZ_SEG];
 	iov_to_buf(r->iov, r->nout, sizeof(struct virtio_blk_outhdr), seg,
 		   nseg * sizeof(seg[0]));
+	/* No self-deadlock: the segments are copied out; drop every window pin before the
+	 * break, which waits for the pins on its range to drain (ours too, were we to keep
+	 * them: a guest may well put the segment table or the status byte in the range it
+	 * discards). The status byte is pinned again on its own when it is written. */
+	dma_unpin(b, r, pinned, false);
 	/* Check every segment before touching the disk. */
 	for (unsigned i = 0; i < nseg; i++) {
 		uint64_t sector = le64toh(seg[i].sector);
@@ -238,6 +299,24 @@ uint32_t blk_handle(void *dev, unsigned q, struct vq_req *r)
 	uint64_t in_data = r->in_len - 1;
 	uint32_t written = 0;
 	uint8_t st;
+	bool pinned = false;
+
+	/* Buffers in the pmem window: pin them all before touching any byte of the request
+	 * (its header may be there too) and before the backend takes a page lock: pins before
+	 * locks (seed 003; mm/pcache.h lock order). */
+	if (r->ntranslated) {
+		STAT(b, dma_requests, 1);
+		int rc = b->dma ? b->dma->pin(b->dma_ctx, r->iov, r->gpa, r->nseg, r->nout)
+				: -EFAULT;
+		if (rc < 0) {
+			STAT(b, dma_pin_errors, 1);
+			rl_log(&b->rl, "request %u: buffers in the pmem window cannot be pinned (%s): "
+			       "failed with IOERR", r->head, strerror(-rc));
+			st = VIRTIO_BLK_S_IOERR;
+			goto done;
+		}
+		pinned = true;
+	}
 
 	struct virtio_blk_outhdr h;
 	if (r->out_len < sizeof(h)) {
@@ -297,7 +376,7 @@ uint32_t blk_handle(void *dev, unsigned q, struct vq_req *r)
 		break;
 	case VIRTIO_BLK_T_DISCARD:
 	case VIRTIO_BLK_T_WRITE_ZEROES:
-		st = do_dwz(b, r, type, out_data, in_data);
+		st = do_dwz(b, r, type, out_data, in_data, &pinned);
 		break;
 	default:
 		rl_log(&b->rl, "request type %u not supported", type);
@@ -309,7 +388,12 @@ done:
 		STAT(b, ioerr, 1);
 	else if (st == VIRTIO_BLK_S_UNSUPP)
 		STAT(b, unsupp, 1);
-	*status = st;
+	if (!put_status(b, r, status, st, &pinned)) {
+		rl_log(&b->rl, "request %u: its status byte in the pmem window cannot be pinned: "
+		       "returned with length 0", r->head);
+		STAT(b, dropped, 1);
+		return 0;
+	}
 	/* Used length (2.7.8.2): "MUST write at least len bytes to descriptor, beginning at the
 	 * first device-writable buffer" and "MAY write more than len bytes". On success the whole
 	 * writable part was written (data, then status): len = in_len. A failed request whose

@@ -10,9 +10,19 @@
  *
  * Execution goes through struct blk_backend: reads and writes over iovecs at a byte offset
  * of the disk, flush, discard and write-zeroes. blk_file.c implements it on a file or block
- * device window (O_DIRECT by default); the host page cache (mm/) can put itself in between
- * later by providing another backend (the iovecs come with their guest-physical addresses,
- * so it can tell buffers that lie in the pmem window).
+ * device window (O_DIRECT by default); blk_pcache.c implements it on the host page cache
+ * (mm/) when the disk is the very file behind the virtio-pmem window, so the two views stay
+ * coherent (DESIGN.md "direct read", "direct write", "break layouts + punch").
+ *
+ * Buffers in the pmem window (device DMA into DAX memory): the queue's translation hook
+ * (virtq_set_translate) lets the walker accept them, pointing into the page cache's memory.
+ * Such memory may be touched only under a pin (mm/pcache.h pcache_pin_ranges): blk_handle
+ * pins every window segment of a request, all or nothing, BEFORE anything else (header
+ * included) and before the backend takes any page lock (pins before locks, seed 003), and
+ * unpins after the status byte is written, marking the pages the device wrote DIRTY (KVM does
+ * not log VMM stores). DISCARD / WRITE_ZEROES copy their segments out and drop every pin
+ * before breaking layouts: a break waits for the range's pins to drain, so holding one of
+ * our own there would never end. A request whose window pin fails completes with IOERR.
  *
  * blk_size is 4096: the guest's logical block size becomes 4 KiB (Linux uses blk_size as
  * its logical block size), so a guest never issues sub-4K I/O, which (a) is what an O_DIRECT
@@ -27,6 +37,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/uio.h>
 
 #include "devices/virtio.h"
@@ -152,11 +163,54 @@ struct blk_file_opts {
 int blk_file_open(const struct blk_file_opts *o, struct blk_backend **out, char *err,
 		  size_t errlen);
 
+/* The page-cache backend (blk_pcache.c): the disk is [offset, offset + size) of the file the
+ * page cache `pc` holds (the virtio-pmem window's file). Disk byte d is file byte offset + d
+ * (offset: a multiple of 4096; the guest is told it, e.g. blk_off= on its command line, to
+ * find the window's data on the disk). size 0 = to the end of the file. IN = direct read
+ * (writeback first), OUT = direct write (invalidate around it), FLUSH = pcache_flush with the
+ * disk's own errseq cursor, DISCARD / WRITE_ZEROES = break layouts + punch / zero. Takes a
+ * reference on pc. */
+struct pcache;
+struct blk_pcache_opts {
+	struct pcache *pc;
+	uint64_t offset;
+	uint64_t size;
+	bool readonly;
+};
+int blk_pcache_open(const struct blk_pcache_opts *o, struct blk_backend **out, char *err,
+		    size_t errlen);
+
+/* ---- DMA into the pmem window ------------------------------------------------------------- */
+
+/* How blk_handle makes translated segments (vq_req.ntranslated) safe to touch. */
+struct blk_dma_ops {
+	/* Pin every one of the n segments that lies in the window (the first nout are read by
+	 * the device, the others written: fault them in with write intent), all or nothing.
+	 * Segments elsewhere are ignored. May wait (a break in progress). 0 or -errno. */
+	int (*pin)(void *ctx, const struct iovec *iov, const uint64_t *gpa, unsigned n,
+		   unsigned nout);
+	/* Drop those pins; wrote: the device wrote the writable ones (they become DIRTY). */
+	void (*unpin)(void *ctx, const struct iovec *iov, const uint64_t *gpa, unsigned n,
+		      unsigned nout, bool wrote);
+	void (*destroy)(void *ctx);
+};
+
+/* The window glue (blk_pcache.c): translate hook + pins on `pc`, for the window at
+ * guest-physical [gpa_base, gpa_base + pcache_size(pc)). It owns a copy of the VM's RAM map
+ * (*mem_out) with the translation hook registered on it: give that to the device's transport
+ * so the device's queues accept window buffers. Install with blk_set_dma. */
+int blk_dma_window_create(struct pcache *pc, uint64_t gpa_base, const struct guest_mem *ram,
+			  void **ctx_out, const struct guest_mem **mem_out, char *err,
+			  size_t errlen);
+extern const struct blk_dma_ops blk_dma_window_ops;
+
 /* ---- the device ------------------------------------------------------------------------ */
 
 struct blk_stats {
 	uint64_t requests, read_bytes, write_bytes, flushes, discards, write_zeroes, get_id;
 	uint64_t ioerr, unsupp, dropped; /* dropped: no status byte to write */
+	uint64_t dma_requests;  /* requests with buffers in the pmem window (pinned) */
+	uint64_t dma_pin_errors;
 };
 
 struct blk_dev {
@@ -168,11 +222,18 @@ struct blk_dev {
 	struct virtio_blk_config cfg;
 	char id[VIRTIO_BLK_ID_BYTES];
 	struct blk_stats st;     /* updated atomically */
+	const struct blk_dma_ops *dma; /* NULL: no window (translated segments cannot occur) */
+	void *dma_ctx;                 /* owned: dma->destroy at blk_destroy */
+	const char *backend_name;      /* "file" or "pcache" (stats) */
 };
 
 /* Takes ownership of be. */
 int blk_init(struct blk_dev *b, struct blk_backend *be, char *err, size_t errlen);
 void blk_destroy(struct blk_dev *b);
+/* Take window DMA glue (ownership of ctx passes to b). */
+void blk_set_dma(struct blk_dev *b, const struct blk_dma_ops *ops, void *ctx);
+/* {"backend": "pcache", "requests": N, ...} (no newline). */
+void blk_stats_json(struct blk_dev *b, FILE *f);
 
 /* Parse and execute one request (the virtio_dev_ops handler). Returns the used length. */
 uint32_t blk_handle(void *dev, unsigned q, struct vq_req *req);

@@ -15,6 +15,7 @@
 #include "devices/serial.h"
 #include "devices/sysctl.h"
 #include "devices/virtio_pci.h"
+#include "mm/pcache.h"
 #include "mm/pmem_window.h"
 
 static void on_serial_output(void *ctx, size_t bytes)
@@ -28,15 +29,34 @@ static void on_debug_exit(void *ctx, uint32_t value)
 			value);
 }
 
-/* [blk]: the backing file window, the virtio-blk model, its virtio-pci transport. */
+/* [blk]: the backing file window, the virtio-blk model, its virtio-pci transport.
+ *
+ * When the disk's file is the [pmem] window's file (same device and inode, as the page cache
+ * compares them), the disk goes through the page cache (blk_pcache.c): the guest's two views
+ * of the file, DAX loads/stores and disk requests, then stay coherent. Any other file keeps the
+ * plain file backend. Either way, when a window exists the disk's queues also accept buffers
+ * inside it (device DMA into DAX memory), pinned for the request's duration. */
 static int blk_setup(struct vm *vm, char *err, size_t errlen)
 {
 	const struct blk_config *c = &vm->cfg->blk; /* path already resolved by config.c */
-	struct blk_file_opts o = { .path = c->path, .offset = c->offset, .size = c->size,
-				   .readonly = c->readonly, .direct = c->direct };
 	struct blk_backend *be;
-	if (blk_file_open(&o, &be, err, errlen))
-		return -1;
+	bool shared = vm->pmem && pcache_same_file(vm->pmem->pc, c->path);
+	if (shared) {
+		if (!c->readonly && pcache_is_readonly(vm->pmem->pc)) {
+			snprintf(err, errlen, "blk path '%s': it is the [pmem] file, opened read-only "
+				 "([pmem] readonly = on): set [blk] readonly = on too", c->path);
+			return -1;
+		}
+		struct blk_pcache_opts o = { .pc = vm->pmem->pc, .offset = c->offset,
+					     .size = c->size, .readonly = c->readonly };
+		if (blk_pcache_open(&o, &be, err, errlen))
+			return -1;
+	} else {
+		struct blk_file_opts o = { .path = c->path, .offset = c->offset, .size = c->size,
+					   .readonly = c->readonly, .direct = c->direct };
+		if (blk_file_open(&o, &be, err, errlen))
+			return -1;
+	}
 	vm->blk = calloc(1, sizeof(*vm->blk));
 	vm->blk_pci = calloc(1, sizeof(*vm->blk_pci));
 	if (!vm->blk || !vm->blk_pci) {
@@ -50,7 +70,16 @@ static int blk_setup(struct vm *vm, char *err, size_t errlen)
 		vm->blk = NULL;
 		return -1;
 	}
-	return virtio_pci_init(vm->blk_pci, vm->pci, &vm->mem, &blk_virtio_ops, vm->blk,
+	vm->blk->backend_name = shared ? "pcache" : "file";
+	const struct guest_mem *mem = &vm->mem;
+	if (vm->pmem) {
+		void *ctx;
+		if (blk_dma_window_create(vm->pmem->pc, vm->pmem->base, &vm->mem, &ctx, &mem, err,
+					  errlen))
+			return -1;
+		blk_set_dma(vm->blk, &blk_dma_window_ops, ctx);
+	}
+	return virtio_pci_init(vm->blk_pci, vm->pci, mem, &blk_virtio_ops, vm->blk,
 			       "virtio-blk", &vm->blk->rl, err, errlen);
 }
 

@@ -2,6 +2,7 @@
 #include "devices/virtqueue.h"
 
 #include <endian.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +36,48 @@ static __attribute__((format(printf, 4, 5))) int fail(char *err, size_t errlen, 
 		vsnprintf(err, errlen, fmt, ap);
 	va_end(ap);
 	return rc;
+}
+
+/* The translation hooks, per guest_mem (see virtq_set_translate). */
+#define VQ_XLAT_MAX 8
+static struct {
+	const struct guest_mem *mem;
+	virtq_translate_fn fn;
+	void *ctx;
+} xlat[VQ_XLAT_MAX];
+static pthread_mutex_t xlat_lock = PTHREAD_MUTEX_INITIALIZER;
+
+int virtq_set_translate(const struct guest_mem *mem, virtq_translate_fn fn, void *ctx)
+{
+	int r = -1, free_slot = -1;
+	pthread_mutex_lock(&xlat_lock);
+	for (int i = 0; i < VQ_XLAT_MAX; i++) {
+		if (xlat[i].mem == mem) {
+			if (fn) {
+				xlat[i].fn = fn;
+				xlat[i].ctx = ctx;
+			} else {
+				xlat[i].mem = NULL;
+				xlat[i].fn = NULL;
+				xlat[i].ctx = NULL;
+			}
+			r = 0;
+			goto out;
+		}
+		if (!xlat[i].mem && free_slot < 0)
+			free_slot = i;
+	}
+	if (!fn) {
+		r = 0;
+	} else if (free_slot >= 0) {
+		xlat[free_slot].mem = mem;
+		xlat[free_slot].fn = fn;
+		xlat[free_slot].ctx = ctx;
+		r = 0;
+	}
+out:
+	pthread_mutex_unlock(&xlat_lock);
+	return r;
 }
 
 int virtq_setup(struct virtq *q, const struct guest_mem *mem, uint16_t size, uint64_t desc_gpa,
@@ -72,6 +115,13 @@ int virtq_setup(struct virtq *q, const struct guest_mem *mem, uint16_t size, uin
 	q->max_chain = max_chain && max_chain < size ? max_chain : size;
 	q->event_idx = event_idx;
 	q->indirect = indirect;
+	pthread_mutex_lock(&xlat_lock);
+	for (int i = 0; i < VQ_XLAT_MAX; i++)
+		if (xlat[i].mem == mem) {
+			q->translate = xlat[i].fn;
+			q->translate_ctx = xlat[i].ctx;
+		}
+	pthread_mutex_unlock(&xlat_lock);
 	q->broken = false;
 	return 0;
 }
@@ -145,11 +195,19 @@ static void add_buffer(const struct virtq *q, struct vq_req *r, const struct vir
 {
 	bool wr = d->flags & VIRTQ_DESC_F_WRITE;
 	void *host = NULL;
+	bool translated = false;
 	if (d->len) {
 		host = guest_mem_ptr(q->mem, d->addr, d->len);
+		/* Not RAM: perhaps the pmem window (device DMA into DAX memory). The hook takes
+		 * only a buffer wholly inside its region, so one straddling RAM and the window,
+		 * or running out of both, is refused here like any bad address. */
+		if (!host && q->translate && d->addr + (uint64_t)d->len > d->addr &&
+		    (host = q->translate(q->translate_ctx, d->addr, d->len, wr)))
+			translated = true;
 		if (!host)
-			chain_error(r, VQ_E_BUF_ADDR, "buffer 0x%llx+%u is not inside guest RAM",
-				    (unsigned long long)d->addr, d->len);
+			chain_error(r, VQ_E_BUF_ADDR, "buffer 0x%llx+%u is not inside guest RAM%s",
+				    (unsigned long long)d->addr, d->len,
+				    q->translate ? " or the pmem window" : "");
 	}
 	/* 2.7.4.1 (driver): "MUST place any device-writable descriptor elements after any
 	 * device-readable descriptor elements". Our devices split the request into a readable
@@ -161,7 +219,9 @@ static void add_buffer(const struct virtq *q, struct vq_req *r, const struct vir
 		*seen_write = true;
 	if (is_last) {
 		r->err_status = NULL;
-		if (wr && d->len && host)
+		/* Only in RAM: a byte in the window may be touched only under a pin, and a bad
+		 * chain is not pinned. */
+		if (wr && d->len && host && !translated)
 			r->err_status = (uint8_t *)host + d->len - 1;
 	}
 	if (!d->len || !host || r->error)
@@ -181,6 +241,8 @@ static void add_buffer(const struct virtq *q, struct vq_req *r, const struct vir
 	r->iov[r->nseg].iov_len = d->len;
 	r->gpa[r->nseg] = d->addr;
 	r->nseg++;
+	if (translated)
+		r->ntranslated++;
 }
 
 /* Walk an indirect table (2.7.5.3). Returns false if the walk had to stop (structure). */
@@ -274,6 +336,7 @@ int virtq_pop(struct virtq *q, struct vq_req *r)
 	r->error = VQ_OK;
 	r->err_status = NULL;
 	r->why[0] = 0;
+	r->ntranslated = 0;
 
 	/* The request arrays hold max_chain segments; the walk never goes past that. */
 	unsigned limit = q->max_chain < r->cap ? q->max_chain : r->cap;
@@ -323,6 +386,7 @@ int virtq_pop(struct virtq *q, struct vq_req *r)
 		q->bad_chains++;
 		r->nseg = r->nout = 0;
 		r->out_len = r->in_len = 0;
+		r->ntranslated = 0;
 	}
 	return VQ_POP_OK;
 }

@@ -7,7 +7,10 @@
  *  - every descriptor is copied out of guest memory once, then validated, then used (no
  *    double fetch: the guest may change it between two reads);
  *  - every buffer is translated with guest_mem_ptr (wholly inside one RAM region, overflow
- *    safe) before it becomes an iovec;
+ *    safe) before it becomes an iovec; a buffer outside RAM may instead be accepted by the
+ *    queue's translation hook (virtq_set_translate: device DMA into the virtio-pmem window,
+ *    whose memory is the page cache's), which must take it wholly inside its region too; a
+ *    buffer straddling RAM and that region, or partly outside both, is refused;
  *  - work per request is bounded (chain length limit), so a looped chain cannot hang us.
  *
  * Two failure classes:
@@ -102,7 +105,16 @@ struct vq_req {
 	 * device may still put an error status. NULL otherwise. */
 	uint8_t *err_status;
 	char why[128];       /* on error: what exactly was wrong (for the log) */
+	/* Segments the translation hook produced (not guest RAM): the device must make them
+	 * safe before touching them (the pmem window: pin, see devices/blk.c). 0 = all RAM. */
+	unsigned ntranslated;
 };
+
+/* A buffer the walker found outside guest RAM: return the host pointer for the whole of
+ * [gpa, gpa+len) if it lies wholly inside the region the hook serves, else NULL. `writable`:
+ * the device will write it. Called on the queue's I/O thread; must not touch the memory (the
+ * device pins it before use) and must be overflow-safe (len >= 1). */
+typedef void *(*virtq_translate_fn)(void *ctx, uint64_t gpa, uint64_t len, bool writable);
 
 struct virtq {
 	uint16_t size;          /* power of two, 1..VIRTQ_MAX_SIZE */
@@ -121,7 +133,16 @@ struct virtq {
 	bool broken;
 	char why[128];          /* when broken: why */
 	uint64_t popped, bad_chains;
+	virtq_translate_fn translate; /* from virtq_set_translate(mem) when the queue was set up */
+	void *translate_ctx;
 };
+
+/* Give every queue set up over `mem` from now on a translation hook for buffers outside
+ * guest RAM (fn NULL: remove it). Keyed by the guest_mem pointer, so a device that should see
+ * the pmem window is given its own guest_mem (a copy of the VM's) and the others keep
+ * refusing such buffers: a device that does not pin must never get a pointer into the cache.
+ * Returns 0, or -1 if the table (8 entries) is full. Thread-safe. */
+int virtq_set_translate(const struct guest_mem *mem, virtq_translate_fn fn, void *ctx);
 
 /* Check and map a queue the driver enabled: size a power of two <= VIRTQ_MAX_SIZE, areas
  * aligned (desc 16, avail 2, used 4: table in 2.7) and wholly inside guest RAM with their

@@ -7,9 +7,11 @@
 #   QEMU_MEM      guest RAM (256M)
 #   TIMEOUT       seconds (60)
 #   BLK=IMG       attach IMG as virtio-blk-pci (raw, cache=none, discard=unmap, serial
-#                 "qemu-blk0"); BLK_RO=1 attaches it read-only
+#                 "qemu-blk0"); BLK_RO=1 attaches it read-only; BLK_OFF=BYTES starts the disk at
+#                 that offset of IMG (the raw driver's offset=; cvmm's [blk] offset)
 #   PMEM=IMG      attach IMG as virtio-pmem-pci (memory-backend-file, share=on); PMEM_SIZE
 #                 (default: the file's size) must be a multiple of 2 MiB
+#   SMP=N         -smp N (QEMU starts no APs for this guest: only the BSP runs it)
 #   QEMU_OPTS     more arguments, word-split
 # Exit status is the guest's, as cvmm reports it: 0 pass, 1 fail, 2 crash or bad command line;
 # 124 timeout; 125 QEMU ended some other way (a triple fault with -no-reboot exits 0).
@@ -20,9 +22,10 @@ machine=${QEMU_MACHINE:-}
 mem=${QEMU_MEM:-256M}
 devs=
 if [ -n "${BLK:-}" ]; then
-	ro=
-	[ "${BLK_RO:-0}" = 1 ] && ro=,readonly=on
-	devs="$devs -drive file=$BLK,if=none,id=d0,format=raw,cache=none,discard=unmap$ro"
+	extra=
+	[ "${BLK_RO:-0}" = 1 ] && extra=,readonly=on
+	[ -n "${BLK_OFF:-}" ] && extra="$extra,offset=$BLK_OFF"
+	devs="$devs -drive file=$BLK,if=none,id=d0,format=raw,cache=none,discard=unmap$extra"
 	devs="$devs -device virtio-blk-pci,drive=d0,serial=qemu-blk0"
 	machine=${machine:-q35}
 fi
@@ -34,6 +37,7 @@ if [ -n "${PMEM:-}" ]; then
 	machine=${machine:-q35}
 fi
 machine=${machine:-microvm}
+[ -n "${SMP:-}" ] && devs="$devs -smp $SMP"
 # shellcheck disable=SC2086 # $devs and $QEMU_OPTS are lists of words
 timeout "${TIMEOUT:-60}" qemu-system-x86_64 -M "$machine" -accel kvm \
 	-m "$mem" -nographic -no-reboot -nodefaults -serial stdio \

@@ -30,6 +30,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -80,6 +81,16 @@ struct pcache {
 	pthread_rwlock_t maps_lock;
 	struct pcache_map *maps;
 
+	/* Writeback "and wait" (filemap_write_and_wait_range): every section that writes dirty
+	 * pages (writeback, and the launder of a direct write or an invalidation) holds wb_lock
+	 * shared, taken BEFORE any page lock; pcache_writeback_range ends by taking it exclusive
+	 * once, which waits for every such section in flight. Without it a writeback could find
+	 * no hint for a page whose hint another writeback had just taken (or whose DIRTY a
+	 * launder had just cleared) and return before that page reached the file: a direct read
+	 * then returns stale data, a FLUSH acknowledges data not yet written (the guest's f2).
+	 * Writer-preferring, so a FLUSH in a loop on one vCPU cannot starve the barrier. */
+	pthread_rwlock_t wb_lock;
+
 	pthread_mutex_t err_lock;   /* errseq */
 	uint64_t err_seq;
 	int err_last;
@@ -90,6 +101,11 @@ struct pcache {
 	pthread_mutex_t inj_lock;
 	struct pcache_inject inj;
 
+	int meta_dirty;             /* atomic: a punch/zero/truncate since the last flush: the
+				     * next flush uses fsync (the extent change must be durable
+				     * too), not fdatasync */
+	unsigned race_delay_us;     /* CVMM_RACE_DELAY_US (tests): see pcache_set_race_delay */
+
 	struct pcache_stats st;     /* updated with relaxed atomics */
 };
 
@@ -97,6 +113,19 @@ static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct pcache *registry;
 
 #define STAT_ADD(pc, field, n) __atomic_add_fetch(&(pc)->st.field, (uint64_t)(n), __ATOMIC_RELAXED)
+
+/* Widen race windows for tests (CVMM_RACE_DELAY_US, pcache.h). */
+static void race_delay(struct pcache *pc)
+{
+	unsigned us = __atomic_load_n(&pc->race_delay_us, __ATOMIC_RELAXED);
+	if (us)
+		usleep(us);
+}
+
+void pcache_set_race_delay(struct pcache *pc, unsigned us)
+{
+	__atomic_store_n(&pc->race_delay_us, us, __ATOMIC_RELAXED);
+}
 
 static uint64_t now_ns(void)
 {
@@ -142,51 +171,90 @@ static int injected(struct pcache *pc, int *err, int *count)
 
 /* ---- file I/O ---------------------------------------------------------------------------- */
 
-/* Read len bytes at off; past EOF reads zeros. 0 or -errno. */
-static int file_read(struct pcache *pc, void *buf, size_t len, uint64_t off)
+static void iov_advance(const struct iovec *iov, unsigned n, unsigned *i, size_t *skip,
+			size_t by)
 {
-	int e = injected(pc, &pc->inj.pread_errno, &pc->inj.pread_count);
+	while (by && *i < n) {
+		size_t c = iov[*i].iov_len - *skip;
+		if (by >= c) {
+			by -= c;
+			(*i)++;
+			*skip = 0;
+		} else {
+			*skip += by;
+			by = 0;
+		}
+	}
+}
+
+/* preadv/pwritev the whole stream at off, resuming after short transfers. A read that reaches
+ * the end of the file fills the rest with zeros (with O_DIRECT an unaligned end of file gives
+ * a short read and the next read at the unaligned offset would fail with EINVAL, so the end
+ * is recognised with fstat rather than by a zero return alone). 0 or -errno. */
+static int file_rwv(struct pcache *pc, bool wr, const struct iovec *iov, unsigned n, uint64_t off)
+{
+	int e = wr ? injected(pc, &pc->inj.pwrite_errno, &pc->inj.pwrite_count)
+		   : injected(pc, &pc->inj.pread_errno, &pc->inj.pread_count);
 	if (e)
 		return -e;
-	uint8_t *b = buf;
-	while (len) {
-		ssize_t n = pread(pc->fd, b, len, (off_t)off);
-		if (n < 0) {
+	unsigned i = 0;
+	size_t skip = 0;
+	for (;;) {
+		while (i < n && iov[i].iov_len == skip) {
+			i++;
+			skip = 0;
+		}
+		if (i >= n)
+			return 0;
+		struct iovec cur[64];
+		unsigned k = 0;
+		size_t want = 0;
+		for (unsigned j = i; j < n && k < 64; j++) {
+			size_t s = j == i ? skip : 0;
+			if (iov[j].iov_len == s)
+				continue;
+			cur[k].iov_base = (uint8_t *)iov[j].iov_base + s;
+			cur[k].iov_len = iov[j].iov_len - s;
+			want += cur[k].iov_len;
+			k++;
+		}
+		ssize_t r = wr ? pwritev(pc->fd, cur, (int)k, (off_t)off)
+			       : preadv(pc->fd, cur, (int)k, (off_t)off);
+		if (r < 0) {
 			if (errno == EINTR)
 				continue;
 			return -errno;
 		}
-		if (n == 0) {
-			memset(b, 0, len);
+		bool eof = false;
+		if (r == 0) {
+			if (wr)
+				return -EIO;
+			eof = true;
+		} else if (!wr && (size_t)r < want) {
+			struct stat st;
+			eof = fstat(pc->fd, &st) == 0 && off + (uint64_t)r >= (uint64_t)st.st_size;
+		}
+		off += (uint64_t)r;
+		iov_advance(iov, n, &i, &skip, (size_t)r);
+		if (eof) {
+			for (; i < n; i++, skip = 0)
+				memset((uint8_t *)iov[i].iov_base + skip, 0, iov[i].iov_len - skip);
 			return 0;
 		}
-		b += n;
-		off += (uint64_t)n;
-		len -= (size_t)n;
 	}
-	return 0;
+}
+
+/* Read len bytes at off; past EOF reads zeros. 0 or -errno. */
+static int file_read(struct pcache *pc, void *buf, size_t len, uint64_t off)
+{
+	struct iovec v = { buf, len };
+	return file_rwv(pc, false, &v, 1, off);
 }
 
 static int file_write(struct pcache *pc, const void *buf, size_t len, uint64_t off)
 {
-	int e = injected(pc, &pc->inj.pwrite_errno, &pc->inj.pwrite_count);
-	if (e)
-		return -e;
-	const uint8_t *b = buf;
-	while (len) {
-		ssize_t n = pwrite(pc->fd, b, len, (off_t)off);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0)
-			return -EIO;
-		b += n;
-		off += (uint64_t)n;
-		len -= (size_t)n;
-	}
-	return 0;
+	struct iovec v = { (void *)buf, len };
+	return file_rwv(pc, true, &v, 1, off);
 }
 
 static void record_error(struct pcache *pc, int err)
@@ -221,14 +289,17 @@ static void hint_set(struct pcache *pc, uint64_t p)
 
 /* Mark page p DIRTY (lock not needed). The data must already be in the cache page: writeback
  * clears DIRTY before it copies, so data stored before this call is in that copy or the next.
- * If DIRTY was already set, its hint was set then (or a writeback took the hint and will test
- * DIRTY after this OR), so the hint is left alone. */
+ * The hint is set even if DIRTY already was: the thread that set DIRTY may not have set its
+ * hint yet, and this caller may complete (a fault returns to the guest, which then issues a
+ * blk read) before it does; a writeback that ran in that window would miss the page. Found
+ * by the SPIN model (tests/model/pcache.pml -DFLUSHRACE, a DMA unpin racing a fault store).
+ * hint_set is two loads when the bits are set already. */
 static void mark_dirty(struct pcache *pc, uint64_t p)
 {
 	uint32_t old = __atomic_fetch_or(&pc->flags[p], PG_DIRTY, __ATOMIC_ACQ_REL);
 	assert(old & PG_UPTODATE);
-	if (!(old & PG_DIRTY))
-		hint_set(pc, p);
+	(void)old;
+	hint_set(pc, p);
 }
 
 /* Take the hints of pages [p0, p1) into out (a bitmap relative to dh1 word i: out[k] = hints of
@@ -320,6 +391,7 @@ static int wb_word(struct pcache *pc, uint64_t first, uint64_t bits, void *arg)
 			bits &= ~(1ULL << (b + n));
 			n++;
 		}
+		race_delay(pc); /* DIRTY cleared, hint taken, not yet written: the f2 window */
 		int r = write_run(pc, p, n);
 		if (r && !ret)
 			ret = r;
@@ -435,8 +507,12 @@ out:
 	return r;
 }
 
-/* Invariants of one granule (callers hold its page locks, or nothing runs concurrently). */
-static bool granule_ok(struct pcache_map *m, uint32_t g)
+/* Invariants of one granule (callers hold its page locks, or nothing runs concurrently).
+ * BREAKING is set by a breaker WITHOUT the page locks (so that pins are refused at once, seed
+ * 001); the breaker unmaps only once it holds the locks. So a fault holding them may install a
+ * granule over a page that has just turned BREAKING, and the breaker removes it right after:
+ * with `quiescent` false that clause is left out (found by test_blk_pcache_threads). */
+static bool granule_ok(struct pcache_map *m, uint32_t g, bool quiescent)
 {
 	struct pcache *pc = m->pc;
 	uint8_t st = gstate_get(m, g);
@@ -447,8 +523,8 @@ static bool granule_ok(struct pcache_map *m, uint32_t g)
 			return false;
 		if (st != GS_ABSENT && !(f & PG_UPTODATE))
 			return false;
-		if (st == GS_WRITABLE &&
-		    (!(f & PG_RESERVED) || pin_breaking(&pc->pins[p]) || !m->writable))
+		if (st == GS_WRITABLE && (!(f & PG_RESERVED) || !m->writable ||
+					  (quiescent && pin_breaking(&pc->pins[p]))))
 			return false;
 	}
 	return true;
@@ -457,13 +533,20 @@ static bool granule_ok(struct pcache_map *m, uint32_t g)
 int pcache_map_check(struct pcache_map *m)
 {
 	for (uint32_t g = 0; g < m->ngranules; g++)
-		if (!granule_ok(m, g))
+		if (!granule_ok(m, g, true))
 			return (int)g + 1;
 	return 0;
 }
 
 /* Unmap every granule of every map that overlaps pages [p0, p1). Caller holds those pages'
- * locks (so no fault can re-install them until it unlocks). */
+ * locks (so no fault can re-install them until it unlocks).
+ *
+ * The slot lock is taken for every granule, even one that reads ABSENT: whoever removed it
+ * applies the dirt it collected (to ALL the granule's pages, ours included) under that lock,
+ * after gstate already reads ABSENT. Skipping on an unlocked ABSENT would let us drop a page
+ * (clear DIRTY, UPTODATE) before that dirt lands on it: a DIRTY page that is not UPTODATE,
+ * whose stale memory the next writeback writes over the file (found by
+ * test_blk_pcache_threads under TSan timing: a host-write's unmap racing a break). */
 static int unmap_pages_locked(struct pcache *pc, uint64_t p0, uint64_t p1)
 {
 	int ret = 0;
@@ -471,8 +554,6 @@ static int unmap_pages_locked(struct pcache *pc, uint64_t p0, uint64_t p1)
 	for (struct pcache_map *m = pc->maps; m; m = m->next) {
 		uint32_t g0 = (uint32_t)(p0 >> m->gpshift), g1 = (uint32_t)((p1 - 1) >> m->gpshift);
 		for (uint32_t g = g0; g <= g1; g++) {
-			if (gstate_get(m, g) == GS_ABSENT)
-				continue;
 			pthread_mutex_lock(&m->slot_lock);
 			int r = unmap_granule_locked(m, g);
 			pthread_mutex_unlock(&m->slot_lock);
@@ -707,7 +788,7 @@ static enum pcache_fault_result fault_one(struct pcache_map *m, uint64_t gpa,
 		uint8_t want = (m->writable && all_have(pc, gp0, gp1, PG_RESERVED)) ? GS_WRITABLE
 										      : GS_READONLY;
 		install_granule(m, g, want); /* failure logged; the access itself is complete */
-		assert(granule_ok(m, g));
+		assert(granule_ok(m, g, false));
 	}
 out:
 	unlock_pages(pc, gp0, gp1);
@@ -765,7 +846,7 @@ int pcache_populate(struct pcache_map *m, char *err, size_t errlen)
 		uint8_t want = (m->writable && all_have(pc, gp0, gp1, PG_RESERVED)) ? GS_WRITABLE
 										      : GS_READONLY;
 		r = install_granule(m, g, want);
-		assert(granule_ok(m, g));
+		assert(granule_ok(m, g, false));
 		unlock_pages(pc, gp0, gp1);
 		if (r)
 			return fail(err, errlen, "pmem populate: cannot map granule %u: %s", g,
@@ -850,12 +931,19 @@ int pcache_writeback_range(struct pcache *pc, uint64_t off, uint64_t len)
 	uint64_t p0, p1 = clamp_pages(pc, off, len, &p0);
 	if (p0 >= p1)
 		return 0;
+	pthread_rwlock_rdlock(&pc->wb_lock);
 	int r = harvest_all_maps(pc, p0, p1);
 	if (r) {
 		record_error(pc, EIO);
 		r = -EIO;
 	}
 	int r2 = hints_take(pc, p0, p1, wb_word, NULL);
+	pthread_rwlock_unlock(&pc->wb_lock);
+	/* ... and wait: a page another thread took the hint of (or laundered) before our
+	 * hints_take is being written by it right now; that write must be in the file before we
+	 * return (the kernel waits on PG_writeback here). */
+	pthread_rwlock_wrlock(&pc->wb_lock);
+	pthread_rwlock_unlock(&pc->wb_lock);
 	return r ? r : r2;
 }
 
@@ -864,10 +952,16 @@ int pcache_flush(struct pcache *pc, uint64_t *cursor)
 	uint64_t t0 = now_ns();
 	pcache_writeback_range(pc, 0, pc->size); /* errors are recorded in the errseq */
 	int e = injected(pc, &pc->inj.fdatasync_errno, &pc->inj.fdatasync_count);
-	if (!e && fdatasync(pc->fd) < 0)
+	/* After a punch or truncate the extent map changed: fsync makes that durable too
+	 * (fdatasync need not). Cleared before the call so a punch during it is not missed. */
+	bool meta = __atomic_exchange_n(&pc->meta_dirty, 0, __ATOMIC_ACQ_REL);
+	if (!e && (meta ? fsync(pc->fd) : fdatasync(pc->fd)) < 0)
 		e = errno;
-	if (e)
+	if (e) {
 		record_error(pc, e);
+		if (meta)
+			__atomic_store_n(&pc->meta_dirty, 1, __ATOMIC_RELEASE);
+	}
 	STAT_ADD(pc, flushes, 1);
 	STAT_ADD(pc, flush_ns, now_ns() - t0);
 	pthread_mutex_lock(&pc->err_lock);
@@ -910,7 +1004,9 @@ int pcache_invalidate_range(struct pcache *pc, uint64_t off, uint64_t len)
 	STAT_ADD(pc, invalidations, 1);
 	/* Seed 004: LockPage; gather_all_mmap_users (unmap = KVM zaps the translations, the
 	 * shootdown; the unmap collects the pages the guest dirtied); write back; ClearPageUptodate;
-	 * UnlockPage. A fault meanwhile waits on the page lock and then reads the file afresh. */
+	 * UnlockPage. A fault meanwhile waits on the page lock and then reads the file afresh.
+	 * wb_lock (shared, before the page locks): a FLUSH meanwhile waits for our launder. */
+	pthread_rwlock_rdlock(&pc->wb_lock);
 	lock_pages(pc, p0, p1);
 	int r = unmap_pages_locked(pc, p0, p1);
 	if (r) {
@@ -918,10 +1014,12 @@ int pcache_invalidate_range(struct pcache *pc, uint64_t off, uint64_t len)
 		 * the guest. Keep them; the caller gets the error (seed 000: never silent). */
 		launder_locked(pc, p0, p1, false);
 		unlock_pages(pc, p0, p1);
+		pthread_rwlock_unlock(&pc->wb_lock);
 		return -EIO;
 	}
 	r = drop_locked(pc, p0, p1);
 	unlock_pages(pc, p0, p1);
+	pthread_rwlock_unlock(&pc->wb_lock);
 	return r;
 }
 
@@ -937,35 +1035,80 @@ static bool aligned(const struct pcache *pc, uint64_t x)
 	return (x & (pc->dio_align - 1)) == 0;
 }
 
-/* Read [off, off+len) of the file into buf, bouncing through an aligned buffer when needed. */
-static int file_read_any(struct pcache *pc, uint64_t off, uint8_t *buf, size_t len)
+static uint64_t iov_total(const struct iovec *iov, unsigned n)
 {
-	if (aligned(pc, off) && aligned(pc, len) && aligned(pc, (uintptr_t)buf))
-		return file_read(pc, buf, len, off);
+	uint64_t t = 0;
+	for (unsigned i = 0; i < n; i++)
+		t += iov[i].iov_len;
+	return t;
+}
+
+/* Every segment usable for O_DIRECT as it is (and few enough for one preadv/pwritev). */
+static bool iov_dio_ok(const struct pcache *pc, const struct iovec *iov, unsigned n)
+{
+	if (n > IOV_MAX)
+		return false;
+	for (unsigned i = 0; i < n; i++)
+		if (!aligned(pc, (uintptr_t)iov[i].iov_base) || !aligned(pc, iov[i].iov_len))
+			return false;
+	return true;
+}
+
+/* Copy len bytes between the stream (from byte `skip`) and buf (a separate bounce buffer). */
+static void iov_copy(const struct iovec *iov, unsigned n, uint64_t skip, uint8_t *buf,
+		     size_t len, bool to_iov)
+{
+	for (unsigned i = 0; i < n && len; i++) {
+		if (skip >= iov[i].iov_len) {
+			skip -= iov[i].iov_len;
+			continue;
+		}
+		size_t c = iov[i].iov_len - skip;
+		if (c > len)
+			c = len;
+		uint8_t *p = (uint8_t *)iov[i].iov_base + skip;
+		if (to_iov)
+			memcpy(p, buf, c);
+		else
+			memcpy(buf, p, c);
+		buf += c;
+		len -= c;
+		skip = 0;
+	}
+}
+
+/* Read [off, off+len) of the file into the stream, through an aligned bounce buffer when the
+ * stream or the range does not suit O_DIRECT. */
+static int file_readv_any(struct pcache *pc, uint64_t off, const struct iovec *iov, unsigned n,
+			  uint64_t len)
+{
+	if (aligned(pc, off) && aligned(pc, len) && iov_dio_ok(pc, iov, n))
+		return file_rwv(pc, false, iov, n, off);
 	uint8_t *b;
 	if (posix_memalign((void **)&b, 4096, BOUNCE))
 		return -ENOMEM;
 	int r = 0;
-	uint64_t a0 = off & ~(uint64_t)(pc->dio_align - 1);
-	uint64_t end = off + len;
-	for (uint64_t c = a0; c < end && !r; c += BOUNCE) {
+	uint64_t A = pc->dio_align, end = off + len;
+	for (uint64_t c = off & ~(A - 1); c < end && !r; c += BOUNCE) {
 		uint64_t cend = c + BOUNCE < end ? c + BOUNCE : end;
-		uint64_t aend = (cend + pc->dio_align - 1) & ~(uint64_t)(pc->dio_align - 1);
+		uint64_t aend = (cend + A - 1) & ~(A - 1);
 		r = file_read(pc, b, aend - c, c);
 		uint64_t from = c > off ? c : off;
 		if (!r)
-			memcpy(buf + (from - off), b + (from - c), cend - from);
+			iov_copy(iov, n, from - off, b + (from - c), cend - from, true);
 	}
 	free(b);
 	return r;
 }
 
-/* Write buf to [off, off+len) of the file. Unaligned edges are read-modify-written in an
- * aligned bounce buffer; the caller holds whatever lock covers those edges. */
-static int file_write_any(struct pcache *pc, uint64_t off, const uint8_t *buf, size_t len)
+/* Write the stream to [off, off+len) of the file. Unaligned edges are read-modify-written in
+ * an aligned bounce buffer; the caller holds whatever lock covers those edges (the page
+ * locks, or rmw_lock beyond the cached range). */
+static int file_writev_any(struct pcache *pc, uint64_t off, const struct iovec *iov, unsigned n,
+			   uint64_t len)
 {
-	if (aligned(pc, off) && aligned(pc, len) && aligned(pc, (uintptr_t)buf))
-		return file_write(pc, buf, len, off);
+	if (aligned(pc, off) && aligned(pc, len) && iov_dio_ok(pc, iov, n))
+		return file_rwv(pc, true, iov, n, off);
 	uint8_t *b;
 	if (posix_memalign((void **)&b, 4096, BOUNCE))
 		return -ENOMEM;
@@ -984,7 +1127,7 @@ static int file_write_any(struct pcache *pc, uint64_t off, const uint8_t *buf, s
 		if (r)
 			break;
 		uint64_t from = c > off ? c : off;
-		memcpy(b + (from - c), buf + (from - off), cend - from);
+		iov_copy(iov, n, from - off, b + (from - c), cend - from, false);
 		r = file_write(pc, b, aend - c, c);
 	}
 	/* The aligned tail may have extended the file past what was asked for. */
@@ -995,87 +1138,141 @@ static int file_write_any(struct pcache *pc, uint64_t off, const uint8_t *buf, s
 	return r;
 }
 
-ssize_t pcache_direct_read(struct pcache *pc, uint64_t off, void *buf, size_t len)
+ssize_t pcache_direct_readv(struct pcache *pc, uint64_t off, const struct iovec *iov, unsigned n)
 {
+	uint64_t len = iov_total(iov, n);
+	if (len == 0)
+		return 0;
+	if (len > SSIZE_MAX || off + len < off)
+		return -EINVAL;
 	STAT_ADD(pc, direct_reads, 1);
-	/* Seed 000: sync the mappings before the O_DIRECT read, or it returns stale data. */
+	/* Seed 000 (Arcangeli): "msync all the mappings ... before the O_DIRECT read hits the
+	 * disk": harvest the guest's logged stores over the range (write-protecting again) and
+	 * write every DIRTY page, or the read returns what the file held before them. No shootdown
+	 * is needed for a read, and no page lock is held while the data moves, so the destination
+	 * may be pinned cache memory, even of this very range (d2, seed 003). */
 	int r = pcache_writeback_range(pc, off, len);
 	if (r)
 		return r;
-	r = file_read_any(pc, off, buf, len);
-	return r ? r : (ssize_t)len;
+	race_delay(pc);
+	r = file_readv_any(pc, off, iov, n, len);
+	if (r)
+		return r;
+	STAT_ADD(pc, direct_read_bytes, len);
+	return (ssize_t)len;
 }
 
-ssize_t pcache_direct_write(struct pcache *pc, uint64_t off, const void *buf, size_t len)
+ssize_t pcache_direct_read(struct pcache *pc, uint64_t off, void *buf, size_t len)
+{
+	struct iovec v = { buf, len };
+	return pcache_direct_readv(pc, off, &v, 1);
+}
+
+ssize_t pcache_direct_writev(struct pcache *pc, uint64_t off, const struct iovec *iov,
+			     unsigned n)
 {
 	if (pc->readonly)
 		return -EROFS;
+	uint64_t len = iov_total(iov, n);
 	if (len == 0)
 		return 0;
+	if (len > SSIZE_MAX || off + len < off || off + len > (uint64_t)INT64_MAX)
+		return -EINVAL;
 	STAT_ADD(pc, direct_writes, 1);
 	uint64_t A = pc->dio_align > PAGE_SIZE ? pc->dio_align : PAGE_SIZE;
 	uint64_t a0 = off & ~(A - 1), a1 = (off + len + A - 1) & ~(A - 1);
 	uint64_t p0, p1 = clamp_pages(pc, a0, a1 - a0, &p0);
-	const uint8_t *src = buf;
-	uint8_t *copy = NULL;
-	int r = 0;
+	int r;
 
-	if (p0 >= p1) { /* wholly beyond the cached range */
+	if (p0 >= p1) { /* wholly beyond the cached range: plain file I/O */
 		pthread_mutex_lock(&pc->rmw_lock);
-		r = file_write_any(pc, off, src, len);
+		r = file_writev_any(pc, off, iov, n, len);
 		pthread_mutex_unlock(&pc->rmw_lock);
-		return r ? r : (ssize_t)len;
-	}
-	/* A source inside the very pages we are about to overwrite (a blk OUT from the pmem mapping
-	 * of the same range, seed 003) would be clobbered by the write-through copies: snapshot it. */
-	uintptr_t s0 = (uintptr_t)src, c0 = (uintptr_t)(pc->mem + p0 * PAGE_SIZE);
-	if (s0 < (uintptr_t)(pc->mem + p1 * PAGE_SIZE) && s0 + len > c0) {
-		copy = malloc(len);
-		if (!copy)
-			return -ENOMEM;
-		memcpy(copy, src, len);
-		src = copy;
+		goto out;
 	}
 	bool beyond = a1 > pc->size;
 	if (beyond)
 		pthread_mutex_lock(&pc->rmw_lock);
 
-	/* Lock, unmap (shootdown, harvesting the guest's stores), launder pages that are only
-	 * partly overwritten (their other bytes must reach the file before an RMW or survive the
-	 * drop), forget the dirt of fully overwritten ones. The page locks are held across the
-	 * file write, so no fault can read the range half-written (the kernel drops them and
-	 * invalidates twice; holding them is possible here because nothing under them can fault). */
+	/* LOCK ORDER (pcache.h; seed 003, the page lock vs mmap_sem deadlock): the caller took
+	 * its pins (pcache_pin_ranges) before calling here; we take the page locks in ascending
+	 * order, then slot locks inside unmap_pages_locked. Nothing from here to the unlock waits
+	 * for a pin, for BREAKING or for a fault: the source is read through the VMM's own
+	 * mapping of the cache memory, never through the guest's, so a source that is the window
+	 * mapping of this very range (d1) cannot make us fault on a page we hold locked.
+	 *
+	 * 1. Invalidate (seed 004): lock, unmap (the shootdown; the unmap collects what the guest
+	 *    stored), forget the dirt of pages the write covers wholly (their data is replaced),
+	 *    launder the others: a partly covered page's other bytes must be in the file before
+	 *    the edge's read-modify-write reads them back (a4). A pinned page is laundered whole:
+	 *    it stays cached, so its data must be in the file under the new bytes.
+	 *    wb_lock shared (before the page locks): a FLUSH waits for this launder. */
+	pthread_rwlock_rdlock(&pc->wb_lock);
 	lock_pages(pc, p0, p1);
 	r = unmap_pages_locked(pc, p0, p1) ? -EIO : 0;
-	for (uint64_t p = p0; p < p1 && !r; p++) {
-		uint64_t ps = p * PAGE_SIZE;
-		bool full = ps >= off && ps + PAGE_SIZE <= off + len;
-		if (full && !pin_count(&pc->pins[p]))
-			page_clear(&pc->flags[p], PG_DIRTY);
-	}
-	if (!r)
-		r = launder_locked(pc, p0, p1, false);
-	if (!r)
-		r = file_write_any(pc, off, src, len);
 	if (!r) {
 		for (uint64_t p = p0; p < p1; p++) {
-			uint64_t ps = p * PAGE_SIZE, pe = ps + PAGE_SIZE;
-			if (pin_count(&pc->pins[p])) {
-				/* Pinned for DMA: cannot be dropped. Write through the cache page
-				 * instead (the kernel's fallback to buffered I/O). */
-				uint64_t from = ps > off ? ps : off, to = pe < off + len ? pe : off + len;
-				if (from < to && (page_flags(&pc->flags[p]) & PG_UPTODATE))
-					memmove(pc->mem + from, src + (from - off), to - from);
-			} else {
-				page_clear(&pc->flags[p], PG_UPTODATE | PG_RESERVED | PG_DIRTY);
-			}
+			uint64_t ps = p * PAGE_SIZE;
+			if (ps >= off && ps + PAGE_SIZE <= off + len && !pin_count(&pc->pins[p]))
+				page_clear(&pc->flags[p], PG_DIRTY);
 		}
+		r = launder_locked(pc, p0, p1, false);
+	}
+	/* 2. The file write, page locks held: no fault can read the range half-written, so the
+	 *    kernel's second invalidation (for pages faulted in during the I/O) has nothing to
+	 *    do here. */
+	bool wrote = false;
+	if (!r) {
+		race_delay(pc);
+		r = file_writev_any(pc, off, iov, n, len);
+		wrote = true;
+	}
+	/* 3. Drop the pages, or refresh the pinned ones. All legitimate dirt was laundered in
+	 *    step 1 and the granules are unmapped, so a page DIRTY now was dirtied by a DMA that
+	 *    unpinned during the write: it ran "before" this write, whose data wins; drop it. A
+	 *    page still pinned cannot be dropped (its DMA holds a pointer into it): it is
+	 *    refreshed from the file under its lock, so cache page == file (the write-through
+	 *    fallback, seed 000: never leave the two views disagreeing). If the write did not
+	 *    happen (launder or unmap failed) pages keep their data and a DIRTY page stays. */
+	for (uint64_t p = p0; p < p1; p++) {
+		uint32_t *w = &pc->flags[p];
+		if (pin_count(&pc->pins[p])) {
+			if (wrote && (page_flags(w) & PG_UPTODATE)) {
+				int rr = file_read(pc, pc->mem + p * PAGE_SIZE, PAGE_SIZE,
+						   p * PAGE_SIZE);
+				STAT_ADD(pc, direct_write_fallback, 1);
+				if (rr) {
+					/* cannot happen short of a media error right after the write:
+					 * the page may now disagree with the file; say so at FLUSH */
+					record_error(pc, -rr);
+					STAT_ADD(pc, read_errors, 1);
+					if (!r)
+						r = rr;
+				} else {
+					page_clear(w, PG_DIRTY);
+				}
+			}
+			continue;
+		}
+		if (!wrote && (page_flags(w) & PG_DIRTY))
+			continue; /* launder failed: keep the data for a retry */
+		page_clear(w, PG_UPTODATE | PG_RESERVED | PG_DIRTY);
 	}
 	unlock_pages(pc, p0, p1);
+	pthread_rwlock_unlock(&pc->wb_lock);
 	if (beyond)
 		pthread_mutex_unlock(&pc->rmw_lock);
-	free(copy);
-	return r ? r : (ssize_t)len;
+out:
+	if (r)
+		return r;
+	STAT_ADD(pc, direct_write_bytes, len);
+	return (ssize_t)len;
+}
+
+ssize_t pcache_direct_write(struct pcache *pc, uint64_t off, const void *buf, size_t len)
+{
+	struct iovec v = { (void *)buf, len };
+	return pcache_direct_writev(pc, off, &v, 1);
 }
 
 /* ---- pin / unpin ------------------------------------------------------------------------- */
@@ -1095,7 +1292,11 @@ static int prepare_pin_page(struct pcache *pc, uint64_t p, bool write)
 		return 1;
 	}
 	int r = read_missing(pc, p, p + 1);
+	if (r)
+		STAT_ADD(pc, read_errors, 1);
 	if (!r && write && !(page_flags(&pc->flags[p]) & PG_RESERVED)) {
+		/* seed 002: the device is about to store into the page: mkwrite now, while the
+		 * request can still fail, not at writeback */
 		r = mkwrite(pc, p, p + 1);
 		if (r == 0)
 			page_set(&pc->flags[p], PG_RESERVED);
@@ -1109,32 +1310,14 @@ static int prepare_pin_page(struct pcache *pc, uint64_t p, bool write)
 	return r;
 }
 
-int pcache_pin(struct pcache *pc, uint64_t off, uint64_t len, bool write)
+static void range_pages(const struct pcache_range *r, uint64_t *p0, uint64_t *p1)
 {
-	if (len == 0 || off >= pc->size || len > pc->size - off)
-		return -EINVAL;
-	if (write && pc->readonly)
-		return -EROFS;
-	uint64_t p0 = off / PAGE_SIZE, p1 = (off + len + PAGE_SIZE - 1) / PAGE_SIZE;
-	for (uint64_t p = p0; p < p1; p++) {
-		int r;
-		while ((r = prepare_pin_page(pc, p, write)) == 1)
-			pin_wait_unbroken(&pc->pins[p]);
-		if (r) {
-			for (uint64_t q = p0; q < p; q++)
-				pin_put(&pc->pins[q]);
-			return r;
-		}
-	}
-	STAT_ADD(pc, pins, 1);
-	return 0;
+	*p0 = r->off / PAGE_SIZE;
+	*p1 = (r->off + r->len + PAGE_SIZE - 1) / PAGE_SIZE;
 }
 
-void pcache_unpin(struct pcache *pc, uint64_t off, uint64_t len, bool dirtied)
+static void put_pins(struct pcache *pc, uint64_t p0, uint64_t p1, bool dirtied)
 {
-	if (len == 0)
-		return;
-	uint64_t p0 = off / PAGE_SIZE, p1 = (off + len + PAGE_SIZE - 1) / PAGE_SIZE;
 	for (uint64_t p = p0; p < p1; p++) {
 		/* DESIGN: "after the device wrote a page, mark it DIRTY before unpinning" (KVM does
 		 * not log VMM stores; a breaker waiting for the drain then sees the dirt to drop). */
@@ -1144,7 +1327,76 @@ void pcache_unpin(struct pcache *pc, uint64_t off, uint64_t len, bool dirtied)
 	}
 }
 
-/* ---- break layouts + punch --------------------------------------------------------------- */
+int pcache_pin_ranges(struct pcache *pc, const struct pcache_range *r, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		if (r[i].len == 0 || r[i].off >= pc->size || r[i].len > pc->size - r[i].off)
+			return -EINVAL;
+		if (r[i].write && pc->readonly)
+			return -EROFS;
+	}
+	for (;;) {
+		int res = 0;
+		unsigned i;
+		uint64_t p = 0, p0, p1;
+		for (i = 0; i < n; i++) {
+			range_pages(&r[i], &p0, &p1);
+			for (p = p0; p < p1; p++)
+				if ((res = prepare_pin_page(pc, p, r[i].write)))
+					break;
+			if (res)
+				break;
+		}
+		if (!res) {
+			STAT_ADD(pc, pins, 1);
+			for (i = 0; i < n; i++) {
+				range_pages(&r[i], &p0, &p1);
+				STAT_ADD(pc, pages_pinned, p1 - p0);
+			}
+			race_delay(pc);
+			return 0;
+		}
+		/* All or nothing (seed 001, Kara: on PageTruncateInProgress "put_page(page); ..bail"):
+		 * drop every pin taken so far, then wait. Waiting with them held would deadlock with
+		 * a breaker that set BREAKING on this page and is draining one we hold. */
+		for (unsigned j = 0; j < i; j++) {
+			range_pages(&r[j], &p0, &p1);
+			put_pins(pc, p0, p1, false);
+		}
+		range_pages(&r[i], &p0, &p1);
+		put_pins(pc, p0, p, false);
+		if (res < 0)
+			return res;
+		STAT_ADD(pc, pin_waits_breaking, 1);
+		pin_wait_unbroken(&pc->pins[p]); /* no pin and no page lock held */
+	}
+}
+
+void pcache_unpin_ranges(struct pcache *pc, const struct pcache_range *r, unsigned n,
+			 bool dirtied)
+{
+	for (unsigned i = 0; i < n; i++) {
+		uint64_t p0, p1;
+		range_pages(&r[i], &p0, &p1);
+		put_pins(pc, p0, p1, dirtied && r[i].write);
+	}
+}
+
+int pcache_pin(struct pcache *pc, uint64_t off, uint64_t len, bool write)
+{
+	struct pcache_range r = { off, len, write };
+	return pcache_pin_ranges(pc, &r, 1);
+}
+
+void pcache_unpin(struct pcache *pc, uint64_t off, uint64_t len, bool dirtied)
+{
+	if (len == 0)
+		return;
+	struct pcache_range r = { off, len, true };
+	pcache_unpin_ranges(pc, &r, 1, dirtied);
+}
+
+/* ---- break layouts + punch, truncate ----------------------------------------------------- */
 
 static int file_zero_range(struct pcache *pc, uint64_t off, uint64_t len, bool zero)
 {
@@ -1161,24 +1413,41 @@ static int file_zero_range(struct pcache *pc, uint64_t off, uint64_t len, bool z
 		memset(z, 0, BOUNCE);
 		int r = 0;
 		for (uint64_t c = off; c < off + len && !r; c += BOUNCE) {
-			uint64_t n = off + len - c < BOUNCE ? off + len - c : BOUNCE;
-			r = file_write_any(pc, c, z, n);
+			uint64_t k = off + len - c < BOUNCE ? off + len - c : BOUNCE;
+			struct iovec v = { z, k };
+			r = file_writev_any(pc, c, &v, 1, k);
 		}
 		free(z);
 		return r;
 	}
+	__atomic_store_n(&pc->meta_dirty, 1, __ATOMIC_RELEASE);
 	return 0;
 }
 
-int pcache_break_punch(struct pcache *pc, uint64_t off, uint64_t len, bool zero)
+enum break_op { BREAK_PUNCH, BREAK_ZERO, BREAK_TRUNCATE };
+
+/* The file side of a break, inside it (page locks of the cached part held). */
+static int break_file(struct pcache *pc, uint64_t off, uint64_t len, enum break_op op)
 {
-	if (pc->readonly)
-		return -EROFS;
-	if (len == 0)
+	if (op == BREAK_TRUNCATE) {
+		while (ftruncate(pc->fd, (off_t)off) < 0)
+			if (errno != EINTR)
+				return -errno;
+		__atomic_store_n(&pc->meta_dirty, 1, __ATOMIC_RELEASE);
 		return 0;
+	}
+	return file_zero_range(pc, off, len, op == BREAK_ZERO);
+}
+
+/* Seed 001 (Williams: "drain all pinned / referenced pages ... before attempting an operation
+ * that *might* lead to an extent unmap event"). Breaks are serialized by break_lock (they are
+ * rare; overlapping BREAKING ranges would otherwise need a per-page owner). */
+static int break_range(struct pcache *pc, uint64_t off, uint64_t len, enum break_op op)
+{
 	STAT_ADD(pc, breaks, 1);
 	uint64_t p0, p1 = clamp_pages(pc, off, len, &p0);
 	int r = 0;
+	bool file_done = false;
 	pthread_mutex_lock(&pc->break_lock);
 	if (p0 < p1) {
 		/* 1. BREAKING: from here new pins are refused and faults wait (seed 001: drain all
@@ -1191,7 +1460,10 @@ int pcache_break_punch(struct pcache *pc, uint64_t off, uint64_t len, bool zero)
 		int ru = unmap_pages_locked(pc, p0, p1);
 		unlock_pages(pc, p0, p1);
 		/* 3. Drain the DMAs that started before the break, without holding page locks (a
-		 *    pin holder may need one for a write-through). */
+		 *    pin holder may need one, e.g. to finish a direct write it is part of). A pinner
+		 *    that meets BREAKING drops all its pins before waiting (pcache_pin_ranges), so
+		 *    this drain cannot wait on a pin whose holder waits on us. */
+		race_delay(pc);
 		for (uint64_t p = p0; p < p1; p++)
 			pin_wait_drained(&pc->pins[p]);
 		if (ru) {
@@ -1200,7 +1472,11 @@ int pcache_break_punch(struct pcache *pc, uint64_t off, uint64_t len, bool zero)
 			pthread_mutex_unlock(&pc->break_lock);
 			return -EIO;
 		}
-		/* 4. Drop dirty state, punch the file and the cache. */
+		/* 4. Drop dirty state, punch the file and the cache. A wb_lock-shared section like a
+		 *    launder: a direct read's "and wait" barrier must not read the file between the
+		 *    drop of a page's newer dirty data and the punch (it would return the file's old
+		 *    bytes: neither the data nor zeros; found by the SPIN model -DDIRECT). */
+		pthread_rwlock_rdlock(&pc->wb_lock);
 		lock_pages(pc, p0, p1);
 		uint64_t end = off + len;
 		uint64_t full0 = UINT64_MAX, full1 = 0;
@@ -1221,28 +1497,78 @@ int pcache_break_punch(struct pcache *pc, uint64_t off, uint64_t len, bool zero)
 			}
 		}
 		uint64_t fend = end < pc->size ? end : pc->size;
-		r = file_zero_range(pc, off, fend - off, zero);
+		r = break_file(pc, off, (op == BREAK_TRUNCATE ? end : fend) - off, op);
+		file_done = true;
 		/* give the cache memory of fully punched pages back */
 		if (full0 < full1)
 			fallocate(pc->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 				  (off_t)(full0 * PAGE_SIZE), (off_t)((full1 - full0) * PAGE_SIZE));
 		unlock_pages(pc, p0, p1);
+		pthread_rwlock_unlock(&pc->wb_lock);
 		for (uint64_t p = p0; p < p1; p++)
 			pin_clear_breaking(&pc->pins[p]);
 	}
-	if (!r && off + len > pc->size) {
+	if (!r && op == BREAK_TRUNCATE && !file_done) {
+		r = break_file(pc, off, 0, op);
+	} else if (!r && op != BREAK_TRUNCATE && off + len > pc->size) {
 		uint64_t from = off > pc->size ? off : pc->size;
 		pthread_mutex_lock(&pc->rmw_lock);
-		r = file_zero_range(pc, from, off + len - from, zero);
+		r = break_file(pc, from, off + len - from, op);
 		pthread_mutex_unlock(&pc->rmw_lock);
 	}
 	pthread_mutex_unlock(&pc->break_lock);
 	return r;
 }
 
+int pcache_break_punch(struct pcache *pc, uint64_t off, uint64_t len, bool zero)
+{
+	if (pc->readonly)
+		return -EROFS;
+	if (len == 0)
+		return 0;
+	if (off + len < off || off + len > (uint64_t)INT64_MAX)
+		return -EINVAL;
+	return break_range(pc, off, len, zero ? BREAK_ZERO : BREAK_PUNCH);
+}
+
+int pcache_truncate(struct pcache *pc, uint64_t size)
+{
+	if (pc->readonly)
+		return -EROFS;
+	if (size % PAGE_SIZE)
+		return -EINVAL;
+	if (size > (uint64_t)INT64_MAX)
+		return -EFBIG;
+	STAT_ADD(pc, truncates, 1);
+	/* off = the new end of file; the break covers the cached pages beyond it (len 0 if the
+	 * cache ends before it: then only the ftruncate). */
+	return break_range(pc, size, size < pc->size ? pc->size - size : 0, BREAK_TRUNCATE);
+}
+
+uint64_t pcache_file_size(struct pcache *pc)
+{
+	struct stat st;
+	return fstat(pc->fd, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
 /* ---- open / close ------------------------------------------------------------------------ */
 
 uint64_t pcache_size(const struct pcache *pc) { return pc->size; }
+uint64_t pcache_file_ino(const struct pcache *pc) { return (uint64_t)pc->ino; }
+bool pcache_is_readonly(const struct pcache *pc) { return pc->readonly; }
+
+void pcache_get(struct pcache *pc)
+{
+	pthread_mutex_lock(&reg_lock);
+	pc->refs++;
+	pthread_mutex_unlock(&reg_lock);
+}
+
+bool pcache_same_file(const struct pcache *pc, const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 && st.st_dev == pc->dev && st.st_ino == pc->ino;
+}
 uint8_t *pcache_mem(const struct pcache *pc) { return pc->mem; }
 bool pcache_is_direct(const struct pcache *pc) { return pc->direct; }
 
@@ -1293,6 +1619,7 @@ static void pcache_free(struct pcache *pc)
 	free(pc->dh1);
 	free(pc->dh0);
 	pthread_rwlock_destroy(&pc->maps_lock);
+	pthread_rwlock_destroy(&pc->wb_lock);
 	pthread_mutex_destroy(&pc->err_lock);
 	pthread_mutex_destroy(&pc->break_lock);
 	pthread_mutex_destroy(&pc->rmw_lock);
@@ -1359,6 +1686,11 @@ int pcache_open(const char *path, uint64_t size, bool readonly, struct pcache **
 	pc->readonly = readonly;
 	snprintf(pc->path, sizeof(pc->path), "%s", path);
 	pthread_rwlock_init(&pc->maps_lock, NULL);
+	pthread_rwlockattr_t wa;
+	pthread_rwlockattr_init(&wa);
+	pthread_rwlockattr_setkind_np(&wa, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&pc->wb_lock, &wa);
+	pthread_rwlockattr_destroy(&wa);
 	pthread_mutex_init(&pc->err_lock, NULL);
 	pthread_mutex_init(&pc->break_lock, NULL);
 	pthread_mutex_init(&pc->rmw_lock, NULL);
@@ -1391,6 +1723,17 @@ int pcache_open(const char *path, uint64_t size, bool readonly, struct pcache **
 	pc->size = size;
 	pc->npages = size / PAGE_SIZE;
 	pc->dio_align = dio_alignment(fd, direct);
+	const char *rd = getenv("CVMM_RACE_DELAY_US");
+	if (rd && *rd) {
+		char *end;
+		unsigned long us = strtoul(rd, &end, 10);
+		if (*end || us > 10000000) {
+			fail(err, errlen, "CVMM_RACE_DELAY_US='%s': want microseconds, 0..10000000",
+			     rd);
+			goto out;
+		}
+		pc->race_delay_us = (unsigned)us;
+	}
 	if (!direct)
 		fprintf(stderr, "cvmm: pmem '%s': the filesystem refuses O_DIRECT (tmpfs?); using "
 			"buffered I/O, so data also passes through the host page cache\n", path);
@@ -1611,13 +1954,19 @@ void pcache_stats_json(struct pcache *pc, FILE *f)
 		   "\"read_errors\": %llu, \"write_errors\": %llu, \"stores_discarded\": %llu, "
 		   "\"slot_maps\": %llu, \"slot_unmaps\": %llu, \"harvests\": %llu, "
 		   "\"pages_harvested\": %llu, \"invalidations\": %llu, \"pins\": %llu, "
-		   "\"breaks\": %llu, \"direct_reads\": %llu, \"direct_writes\": %llu}",
+		   "\"breaks\": %llu, \"direct_reads\": %llu, \"direct_writes\": %llu, "
+		   "\"direct_read_bytes\": %llu, \"direct_write_bytes\": %llu, "
+		   "\"direct_write_fallback_pages\": %llu, \"pages_pinned\": %llu, "
+		   "\"pin_waits_breaking\": %llu, \"truncates\": %llu, "
+		   "\"wb_pages_examined\": %llu}",
 		U(s.fault_load_absent), U(s.fault_store_absent), U(s.fault_store_readonly),
 		U(s.fault_fetch), U(s.fault_wait_breaking), U(s.pages_read), U(s.pages_zeroed),
 		U(s.pages_written),
 		U(s.flushes), (double)s.flush_ns / 1e9, U(s.mkwrite_runs), U(s.mkwrite_enospc),
 		U(s.read_errors), U(s.write_errors), U(s.stores_discarded), U(s.slot_maps),
 		U(s.slot_unmaps), U(s.harvests), U(s.pages_harvested), U(s.invalidations),
-		U(s.pins), U(s.breaks), U(s.direct_reads), U(s.direct_writes));
+		U(s.pins), U(s.breaks), U(s.direct_reads), U(s.direct_writes),
+		U(s.direct_read_bytes), U(s.direct_write_bytes), U(s.direct_write_fallback),
+		U(s.pages_pinned), U(s.pin_waits_breaking), U(s.truncates), U(s.wb_pages_examined));
 #undef U
 }

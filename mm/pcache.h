@@ -9,8 +9,10 @@
  *                     granules (ABSENT / READONLY / WRITABLE) and the shadow table
  *                     (mm/shadow.h) that makes them real.
  *
- * Lock order (outermost first): pins (pcache_pin) -> page locks, in ascending page order ->
- * a map's slot lock -> pcache internal mutexes. A pin is taken inside its own page's lock
+ * Lock order (outermost first): pins (pcache_pin) -> the writeback lock (shared: writeback,
+ * launders; exclusive only as the empty "and wait" barrier, holding nothing else) -> page
+ * locks, in ascending page order -> a map's slot lock -> pcache internal mutexes. A
+ * direct write beyond the cache takes rmw_lock first (outermost after pins). A pin is taken inside its own page's lock
  * section with a CAS that never blocks, so page-lock holders see pin counts that only fall.
  * Nothing sleeps on a pin drain or on BREAKING while holding a page lock. The VMM touches cache
  * memory directly (never through the guest's mappings), so no path faults while it holds a
@@ -26,6 +28,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include "mm/shadow.h"
 
@@ -47,6 +50,14 @@ int pcache_open(const char *path, uint64_t size, bool readonly, struct pcache **
 /* Drop a reference; the last one writes back dirty pages, syncs and frees everything. Every
  * map must have been destroyed. */
 void pcache_put(struct pcache *pc);
+
+/* Another reference on an open cache (each is dropped with pcache_put). */
+void pcache_get(struct pcache *pc);
+/* Is `path` the file this cache holds (same device and inode, as pcache_open compares)? */
+bool pcache_same_file(const struct pcache *pc, const char *path);
+/* The backing file's inode number (a disk serial number). */
+uint64_t pcache_file_ino(const struct pcache *pc);
+bool pcache_is_readonly(const struct pcache *pc);
 
 uint64_t pcache_size(const struct pcache *pc);
 /* Host address of the cache memory for file offset 0 (page aligned, size pcache_size()). The
@@ -117,7 +128,7 @@ uint64_t pcache_errseq_sample(struct pcache *pc);
  * device, then the cursor moves past it. */
 int pcache_flush(struct pcache *pc, uint64_t *errseq_cursor);
 
-/* ---- coherency with direct I/O and the host (the next issue builds on these) ------------ */
+/* ---- coherency with direct I/O and the host ---------------------------------------------- */
 
 /* invalidate_inode_pages2_range analogue (seed 004: LockPage; gather_all_mmap_users;
  * writeback; ClearPageUptodate; UnlockPage): lock the pages, unmap every granule over them
@@ -130,37 +141,86 @@ int pcache_invalidate_range(struct pcache *pc, uint64_t off, uint64_t len);
 /* virtio-blk IN: read the file, coherent with the window: write back the range first (seed
  * 000, Arcangeli: "msync all the mappings ... before the O_DIRECT read hits the disk").
  * Any alignment (bounces through an aligned buffer when needed). Ranges beyond the cache are
- * plain file I/O. Returns len or -errno. */
+ * plain file I/O; past the end of the file reads zeros. The destination may be pinned cache
+ * memory, even of the range being read (seed 003: nothing here takes a page lock while the
+ * data moves). Returns the byte count or -errno. */
 ssize_t pcache_direct_read(struct pcache *pc, uint64_t off, void *buf, size_t len);
-/* virtio-blk OUT: write the file, coherent with the window: lock the pages of the range,
- * unmap their granules, launder dirty ones, write the file, drop the pages (not UPTODATE),
- * unlock. A pinned page takes the fallback: the data is written through the cache page under
- * its lock. The source may be pinned cache memory of the same range (seed 003): pins are taken
- * before page locks and nothing faults under them. Sub-block edges are read-modify-written in
- * an aligned buffer under the covering page locks. Returns len or -errno. */
+ssize_t pcache_direct_readv(struct pcache *pc, uint64_t off, const struct iovec *iov,
+			    unsigned n);
+/* virtio-blk OUT (and the control socket's host-write): write the file, coherent with the
+ * window. Lock the pages of the range (ascending), unmap their granules (the shootdown,
+ * collecting the guest's logged stores), forget the dirt of pages wholly overwritten, launder
+ * the other dirty pages (a partly overwritten page's other bytes reach the file before the
+ * read-modify-write of its edge), write the file (O_DIRECT), then drop the pages (not
+ * UPTODATE) and unlock: the next guest access reads the new data. The page locks are held
+ * across the file write, so no fault can re-read the range half-written and the kernel's
+ * second ("post-") invalidation has nothing to do. A page pinned for DMA cannot be dropped:
+ * it takes the fallback and is refreshed from the file under its lock after the write (the
+ * kernel falls back to buffered I/O; the outcome, cache page == file, is the same and it also
+ * covers a source that is the very page being written, seed 003). Sub-block edges are
+ * read-modify-written in an aligned bounce buffer under the covering page locks. The source
+ * may be pinned cache memory of any range, this one included. Returns the byte count or
+ * -errno (after a failed file write the range's contents are undefined but the two views
+ * agree: unpinned pages are dropped either way). */
 ssize_t pcache_direct_write(struct pcache *pc, uint64_t off, const void *buf, size_t len);
+ssize_t pcache_direct_writev(struct pcache *pc, uint64_t off, const struct iovec *iov,
+			     unsigned n);
 
 /* pin_user_pages analogue, for a device DMA whose buffer lies in the window: fault the pages
  * of [off, off+len) in (with write intent: mkwrite runs, -ENOSPC if blocks cannot be
- * reserved), then take a pin on each with a CAS that refuses while BREAKING is set (then waits
- * and retries; seed 001). Must not be called with a page lock held. Returns 0 or -errno
- * (nothing left pinned). */
+ * reserved), then take a pin on each with a CAS that refuses while BREAKING is set (seed 001).
+ * All or nothing: meeting a BREAKING page drops every pin this call took, waits (holding no
+ * pin and no page lock) and starts over; a pinner that kept its earlier pins while waiting
+ * would deadlock with a breaker draining them (Kara in seed 001: "bail"). Must not be called
+ * with a page lock held. Returns 0 or -errno (nothing left pinned). */
 int pcache_pin(struct pcache *pc, uint64_t off, uint64_t len, bool write);
 /* Drop the pins; `dirtied`: the device wrote the pages, so they are marked DIRTY first (KVM
  * does not log VMM stores). */
 void pcache_unpin(struct pcache *pc, uint64_t off, uint64_t len, bool dirtied);
 
+/* Several ranges pinned as one (a request's buffers): same rules as pcache_pin, all or
+ * nothing across the ranges. Ranges may overlap (a page is then pinned twice). */
+struct pcache_range {
+	uint64_t off, len;
+	bool write;   /* the device will write it: fault in with write intent; dirtied at unpin */
+};
+int pcache_pin_ranges(struct pcache *pc, const struct pcache_range *r, unsigned n);
+/* Unpin what pcache_pin_ranges pinned; ranges with `write` are marked DIRTY if dirtied. */
+void pcache_unpin_ranges(struct pcache *pc, const struct pcache_range *r, unsigned n,
+			 bool dirtied);
+
 /* break layouts + punch (virtio-blk DISCARD / WRITE_ZEROES, truncate from the host): set
  * BREAKING on the range (new pins and faults wait), unmap its granules, wait for the pins to
  * drain, drop dirty state, punch (or zero: zero=true keeps the blocks) the file and the cache
  * pages, clear BREAKING, wake waiters. No DMA that started before writes after it; no data of
- * such a DMA reappears in the range. Returns 0 or -errno. */
+ * such a DMA reappears in the range. Afterwards the range reads as zeros through both views.
+ * Returns 0 or -errno. */
 int pcache_break_punch(struct pcache *pc, uint64_t off, uint64_t len, bool zero);
+
+/* Truncate (or extend) the backing file to `size` bytes, a multiple of 4096, coherently: the
+ * cached range beyond `size` is broken like a punch (BREAKING, unmap, drain pins, drop dirt
+ * and data) and the file is ftruncated inside the break. The window keeps its size: pages
+ * beyond the new end of file read as zeros; a store there is accepted (mkwrite reserves with
+ * KEEP_SIZE) and its writeback extends the file again, as a write to a sparse file would
+ * (a Linux mmap would raise SIGBUS instead; a guest has no such signal for a DAX window).
+ * Returns 0 or -errno (-EINVAL: size not a multiple of 4096). */
+int pcache_truncate(struct pcache *pc, uint64_t size);
+/* Current size of the backing file (fstat), or 0 on error. */
+uint64_t pcache_file_size(struct pcache *pc);
 
 /* External change (a host tool changed [off, off+len) of the file): the same as
  * pcache_invalidate_range; a guest store made before the call is written back first, one made
- * after lands in a freshly read page. */
+ * after lands in a freshly read page. -EBUSY: a page stayed cached because a DMA holds a pin
+ * on it (retry when the request completes). */
 int pcache_external_change(struct pcache *pc, uint64_t off, uint64_t len);
+
+/* Race widening for tests (DESIGN: "Delay knob"): CVMM_RACE_DELAY_US=N in the environment
+ * when the cache is opened makes the direct-I/O paths sleep N microseconds between their
+ * writeback/invalidation and the file I/O, writeback sleep between taking a run of dirty pages
+ * (hint taken, DIRTY cleared, page locked) and writing it, a break sleep before draining the
+ * pins, and pcache_pin sleep after taking its pins. 0 (default) = off; at most 10 s.
+ * pcache_set_race_delay overrides it (unit tests). */
+void pcache_set_race_delay(struct pcache *pc, unsigned us);
 
 /* ---- statistics and checks --------------------------------------------------------------- */
 
@@ -174,6 +234,11 @@ struct pcache_stats {
 	uint64_t slot_maps, slot_unmaps, harvests, pages_harvested;
 	uint64_t invalidations, pins, breaks, direct_reads, direct_writes;
 	uint64_t wb_pages_examined; /* hinted pages writeback looked at (not the window size) */
+	uint64_t direct_read_bytes, direct_write_bytes;
+	uint64_t direct_write_fallback; /* pinned pages refreshed from the file after a write */
+	uint64_t pin_waits_breaking;    /* pin attempts that met BREAKING, dropped all, waited */
+	uint64_t pages_pinned;          /* pages pinned (a range of 3 pages counts 3) */
+	uint64_t truncates;
 };
 void pcache_stats_get(struct pcache *pc, struct pcache_stats *out);
 /* One line, no newline: "faults 3 (load 1, store 1, store-ro 1, fetch 0), read 1024 pages, ..." */

@@ -4,11 +4,11 @@
 #   scripts/deps.sh --check-or-install  quiet when all is there (make calls this)
 # Build: gcc make libelf-dev libcmocka-dev liburing-dev.  Tests: clang (libFuzzer, sanitizers),
 # qemu-system-x86 (the peer the guest is checked against), spin (model checks), acpica-tools
-# (iasl), busybox-static, fio (benchmarks).
+# (iasl), busybox-static, fio, gnuplot-nox and linux-perf (benchmarks: make bench).
 set -eu
 
 PKGS="gcc make pkg-config libelf-dev libcmocka-dev liburing-dev clang libclang-rt-14-dev \
-qemu-system-x86 spin acpica-tools busybox-static fio python3"
+qemu-system-x86 spin acpica-tools busybox-static fio python3 gnuplot-nox linux-perf"
 
 missing=""
 for p in $PKGS; do

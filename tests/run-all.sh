@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 . tests/run-unit.sh
 . tests/integration/boot.sh
 . tests/integration/pmem.sh
+. tests/integration/coherency.sh
 
 echo "# unit tests (AddressSanitizer + UndefinedBehaviorSanitizer)"
 unit_run build/tests/test_*
@@ -42,6 +43,10 @@ echo "# integration: virtio-blk"
 blk_tests
 echo "# integration: virtio-pmem and the page cache"
 pmem_tests
+echo "# integration: one file as pmem window and blk disk, kept coherent (the protocol)"
+coherency_tests
+echo "# integration: fsx, random pmem and blk operations against a shadow model"
+fsx_tests
 echo "# interop: the same guest under QEMU"
 qemu_tests
 if [ -x tests/fuzz/run.sh ]; then

@@ -10,7 +10,7 @@
 static const char usage[] =
 "usage: cvmm run [--config FILE] [--kernel FILE] [--initrd FILE] [--cmdline STR] [--mem SIZE]\n"
 "                [--cpus N] [--serial stdio|FILE] [--cpuid-mask LIST] [--timeout SECONDS]\n"
-"                [--stats-json FILE]\n"
+"                [--stats-json FILE] [--control PATH]\n"
 "       cvmm --help | --version\n"
 "\n"
 "Boot a guest on KVM. Settings come from --config (a file of `key = value` lines in [vm],\n"
@@ -30,6 +30,9 @@ static const char usage[] =
 "                      ([vm] cpuid_mask)\n"
 "  --timeout SECONDS   stop the guest after SECONDS and exit 124 ([vm] timeout)\n"
 "  --stats-json FILE   write run statistics as JSON at exit ([vm] stats_json)\n"
+"  --control PATH      serve JSON-line requests on a UNIX socket at PATH while the guest\n"
+"                      runs (stats, flush, invalidate, host-read, host-write, truncate;\n"
+"                      client: build/cvmmctl; protocol: vmm/control.h) ([vm] control)\n"
 "\n"
 "Exit status: the value the guest wrote to the debug-exit port 0xf4 (the bundled guest:\n"
 "0 all tests passed, 1 a test failed, 2 crash or bad command line); 124 timeout;\n"
@@ -38,7 +41,8 @@ static const char usage[] =
 "At exit cvmm prints one summary line on stderr: why it stopped, run time, time to the\n"
 "guest's first output and VM exits by kind.\n";
 
-enum { OPT_CONFIG = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUID_MASK, OPT_TIMEOUT, OPT_STATS_JSON };
+enum { OPT_CONFIG = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUID_MASK, OPT_TIMEOUT, OPT_STATS_JSON,
+       OPT_CONTROL };
 
 static const struct option long_opts[] = {
 	{ "config", required_argument, NULL, OPT_CONFIG },
@@ -51,6 +55,7 @@ static const struct option long_opts[] = {
 	{ "cpuid-mask", required_argument, NULL, OPT_CPUID_MASK },
 	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 	{ "stats-json", required_argument, NULL, OPT_STATS_JSON },
+	{ "control", required_argument, NULL, OPT_CONTROL },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -67,6 +72,7 @@ static const char *flag_key(int opt)
 	case OPT_CPUID_MASK: return "cpuid_mask";
 	case OPT_TIMEOUT: return "timeout";
 	case OPT_STATS_JSON: return "stats_json";
+	case OPT_CONTROL: return "control";
 	default: return NULL;
 	}
 }

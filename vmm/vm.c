@@ -10,11 +10,13 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "devices/blk.h"
 #include "devices/irq.h"
 #include "devices/registry.h"
 #include "devices/serial.h"
 #include "mm/pmem_window.h"
 #include "vmm/boot.h"
+#include "vmm/control.h"
 #include "vmm/cpuid.h"
 #include "vmm/kvm_compat.h"
 #include "vmm/vcpu.h"
@@ -74,6 +76,11 @@ static int setup_ram(struct vm *vm, char *err, size_t errlen)
 		vm->ram = NULL;
 		return fail(err, errlen, "guest RAM mmap");
 	}
+	/* Transparent huge pages for guest RAM: Debian's default THP mode is "madvise", so without
+	 * this RAM is 4 KiB pages and large guest buffers cost a host page walk per 4 KiB
+	 * (bench: 256 KiB blk reads 341-356 us -> 186-218 us, 1 MiB writes 1.5-2.1 -> 2.3-3.0
+	 * GB/s). Best effort: a host without THP just keeps small pages. */
+	madvise(vm->ram, vm->ram_size, MADV_HUGEPAGE);
 	uint64_t low = vm->ram_size < LOW_RAM_MAX ? vm->ram_size : LOW_RAM_MAX;
 	uint64_t high = vm->ram_size - low;
 	if (set_memslot(vm, 0, 0, low, vm->ram, err, errlen) ||
@@ -109,6 +116,8 @@ static int setup_cpuid(struct vm *vm, char *err, size_t errlen)
 	}
 	return cpuid_apply_mask(vm->cpuid, vm->cfg->cpuid_mask, err, errlen);
 }
+
+static void vm_exits_json(void *ctx, FILE *f);
 
 int vm_create(struct vm *vm, struct vm_config *cfg, char *err, size_t errlen)
 {
@@ -173,6 +182,18 @@ int vm_create(struct vm *vm, struct vm_config *cfg, char *err, size_t errlen)
 	for (int i = 0; i < vm->ncpus; i++)
 		if (vcpu_create(vm, &vm->vcpus[i], i, err, errlen))
 			return -1;
+
+	/* The control socket (vmm/control.h), last: it reads the vCPUs' counters. */
+	if (cfg->control[0]) {
+		uint64_t lim = vm->pmem ? vm->pmem->size : 0;
+		if (vm->blk && cfg->blk.offset + vm->blk->capacity * 512 > lim)
+			lim = cfg->blk.offset + vm->blk->capacity * 512;
+		struct control_deps d = { .pc = vm->pmem ? vm->pmem->pc : NULL, .blk = vm->blk,
+					  .image_limit = lim, .exits_json = vm_exits_json,
+					  .ctx = vm };
+		if (control_start(&vm->control, cfg->control, &d, err, errlen))
+			return -1;
+	}
 	return 0;
 }
 
@@ -256,6 +277,21 @@ static const char *const exit_names[VMEXIT_NR] = {
 	[VMEXIT_OTHER] = "other",
 };
 
+/* The exits so far, as a JSON object (for the control socket's stats; read while the vCPUs
+ * run, so the per-vCPU counters are loaded atomically). */
+static void vm_exits_json(void *ctx, FILE *f)
+{
+	struct vm *vm = ctx;
+	fputc('{', f);
+	for (int k = 0; k < VMEXIT_NR; k++) {
+		uint64_t n = 0;
+		for (int i = 0; i < vm->ncpus; i++)
+			n += __atomic_load_n(&vm->vcpus[i].exits[k], __ATOMIC_RELAXED);
+		fprintf(f, "%s\"%s\":%llu", k ? "," : "", exit_names[k], (unsigned long long)n);
+	}
+	fputc('}', f);
+}
+
 void vm_print_summary(struct vm *vm)
 {
 	uint64_t exits[VMEXIT_NR] = { 0 };
@@ -303,6 +339,10 @@ void vm_print_summary(struct vm *vm)
 			fprintf(f, ", \"pmem\": ");
 			pmem_window_stats_json(vm->pmem, f);
 		}
+		if (vm->blk) { /* devices/blk.h: backend (file or pcache) and request counters */
+			fprintf(f, ", \"blk\": ");
+			blk_stats_json(vm->blk, f);
+		}
 		fprintf(f, "}\n");
 		fclose(f);
 	}
@@ -310,6 +350,9 @@ void vm_print_summary(struct vm *vm)
 
 void vm_destroy(struct vm *vm)
 {
+	/* First: its requests use the devices and the page cache. */
+	control_stop(vm->control);
+	vm->control = NULL;
 	if (vm->vcpus) {
 		for (int i = 0; i < vm->ncpus; i++)
 			vcpu_destroy(&vm->vcpus[i]);

@@ -39,6 +39,7 @@ struct virtio_pci;
 struct pmem_dev;
 
 struct pmem_window;
+struct control;
 
 enum vm_exit_kind {
 	VMEXIT_IO, VMEXIT_MMIO, VMEXIT_HLT, VMEXIT_SHUTDOWN, VMEXIT_INTERNAL, VMEXIT_INTR,
@@ -99,6 +100,7 @@ struct vm {
 	struct virtio_pci *pmem_pci;   /* its transport */
 	bool slot_zap_quirk_off;
 	struct vm_stats stats;
+	struct control *control;       /* vmm/control.h: the --control socket, if any */
 };
 
 /* Build a VM from a validated config: KVM VM, RAM, devices, kernel, vCPUs (not yet running).

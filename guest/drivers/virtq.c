@@ -251,6 +251,22 @@ int vq_wait(struct virtq *q, uint16_t head, uint32_t *len)
 	}
 }
 
+int vq_try_collect(struct virtq *q, uint16_t head, uint32_t *len)
+{
+	uint32_t id, l;
+	int r;
+
+	while ((r = vq_poll(q, &id, &l)) != VQ_EMPTY)
+		if (r == VQ_BAD_USED)
+			t_diag("virtq %u: used element with id %u that is not outstanding (len %u)",
+			       q->index, id, l);
+	if (head < q->size && q->inflight[head] == 2) {
+		collect(q, head, len);
+		return VQ_DONE;
+	}
+	return VQ_EMPTY;
+}
+
 const char *vq_result_str(int r)
 {
 	switch (r) {

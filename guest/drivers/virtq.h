@@ -112,6 +112,10 @@ int vq_poll(struct virtq *q, uint32_t *id, uint32_t *len);
  * own vq_wait), or the deadline (q->timeout_ns), or the device sets DEVICE_NEEDS_RESET.
  * VQ_DONE frees the chain's descriptors and gives its used length. */
 int vq_wait(struct virtq *q, uint16_t head, uint32_t *len);
+/* Non-blocking form of vq_wait for several vCPUs sharing a queue under one lock (the caller
+ * holds it): consume what the device used, then VQ_DONE (descriptors freed, *len set) if `head`
+ * is back, else VQ_EMPTY. */
+int vq_try_collect(struct virtq *q, uint16_t head, uint32_t *len);
 /* Heads still outstanding. */
 unsigned vq_outstanding(const struct virtq *q);
 

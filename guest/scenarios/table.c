@@ -5,6 +5,8 @@
 extern const struct scenario scenario_hello, scenario_smp, scenario_hang, scenario_fault,
 	scenario_blk, scenario_blk_bad, scenario_pmem, scenario_pmem_populate, scenario_pmem_enospc,
 	scenario_mce;
+extern const struct scenario scenario_bench, scenario_bench_blk, scenario_bench_pmem_touch, scenario_bench_pmem_flush, scenario_bench_coherent_read, scenario_bench_idle;
+extern const struct scenario scenario_coherency, scenario_coherency_populate, scenario_fsx, scenario_fsx_smp;
 
 static const struct scenario *const table[] = {
 	&scenario_hello,
@@ -17,6 +19,8 @@ static const struct scenario *const table[] = {
 	&scenario_pmem_populate,
 	&scenario_pmem_enospc,
 	&scenario_mce,
+	&scenario_bench, &scenario_bench_blk, &scenario_bench_pmem_touch, &scenario_bench_pmem_flush, &scenario_bench_coherent_read, &scenario_bench_idle,
+	&scenario_coherency, &scenario_coherency_populate, &scenario_fsx, &scenario_fsx_smp,
 };
 
 #define N (sizeof(table) / sizeof(table[0]))

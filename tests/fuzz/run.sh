@@ -15,6 +15,7 @@ fuzz_sources() {
 	fuzz_blk)    echo "devices/blk.c devices/virtqueue.c devices/virtio.c vmm/guest_mem.c" ;;
 	fuzz_config) echo "vmm/config.c" ;;
 	fuzz_elf)    echo "vmm/loader_elf.c vmm/file.c vmm/guest_mem.c" ;;
+	fuzz_control) echo "vmm/control_json.c" ;;
 	*) return 1 ;;
 	esac
 }

@@ -1,17 +1,21 @@
 #!/bin/bash
-# Check the page-cache protocol model with SPIN: the model must verify clean, and every
-# deliberately broken variant must be caught. Needs spin and a C compiler. Prints TAP-ish lines.
+# Check the page-cache protocol models with SPIN: each must verify clean, and every deliberately
+# broken variant must be caught. Needs spin and a C compiler. Prints TAP-ish lines.
+#   pcache.pml            one page: guest, flusher, invalidator, DMA, breaker
+#   pcache.pml -DDIRECT   one page: guest, direct writer, direct reader, DMA, breaker
+#   pcache.pml -DFLUSHRACE one page: guest, flusher, direct reader, invalidator, DMA
+#   pins.pml              two pages: all-or-nothing pins vs a break; a DISCARD of its own buffers
 set -u
 cd "$(dirname "$0")"
 W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
-cp pcache.pml "$W/"
+cp pcache.pml pins.pml "$W/"
 cd "$W"
 fail=0
-check() { # name want(0 = no errors, 1 = errors) defines...
-	local name=$1 want=$2; shift 2
+check() { # model name want(0 = no errors, 1 = errors) defines...
+	local model=$1 name=$2 want=$3; shift 3
 	rm -f pan pan.* ./*.trail
-	spin "$@" -a pcache.pml >/dev/null && gcc -O2 -DSAFETY -DCOLLAPSE -o pan pan.c 2>/dev/null || {
+	spin "$@" -a "$model" >/dev/null && gcc -O2 -DSAFETY -DCOLLAPSE -o pan pan.c 2>/dev/null || {
 		echo "not ok - model $name (build)"; fail=1; return; }
 	local out errs
 	out=$(./pan -m200000 2>&1)
@@ -22,8 +26,20 @@ check() { # name want(0 = no errors, 1 = errors) defines...
 		echo "not ok - model $name (errors: ${errs:-?})"; printf '%s\n' "$out" | head -5; fail=1
 	fi
 }
-check "protocol verifies" 0
+check pcache.pml "protocol verifies" 0
 for bug in BUG_APPLY_LATE BUG_NO_REPROTECT BUG_PIN_UNLOCKED BUG_NO_DRAIN BUG_NO_LAUNDER; do
-	check "catches $bug" 1 -D$bug
+	check pcache.pml "catches $bug" 1 -D$bug
+done
+check pcache.pml "direct I/O protocol verifies" 0 -DDIRECT
+for bug in BUG_NO_WB_BEFORE_READ BUG_DW_NO_UNMAP BUG_DW_DROP_PINNED BUG_BREAK_NO_WB; do
+	check pcache.pml "direct I/O: catches $bug" 1 -DDIRECT -D$bug
+done
+check pcache.pml "flush racing a direct read verifies" 0 -DFLUSHRACE
+for bug in BUG_NO_WB_WAIT BUG_HINT_IF_NEW; do
+	check pcache.pml "flush racing a direct read: catches $bug" 1 -DFLUSHRACE -D$bug
+done
+check pins.pml "pins vs break: terminates" 0
+for bug in BUG_PIN_HOLD BUG_DWZ_KEEP_PIN; do
+	check pins.pml "pins vs break: catches $bug" 1 -D$bug
 done
 exit $fail

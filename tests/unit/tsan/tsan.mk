@@ -12,7 +12,7 @@
 # Standalone: make -f Makefile -f tests/unit/tsan/tsan.mk tsan
 
 TSAN_FLAGS := -O1 -g -fsanitize=thread -fno-omit-frame-pointer
-TSAN_SRCS  := tests/unit/test_pcache_pin.c
+TSAN_SRCS  := tests/unit/test_pcache_pin.c tests/unit/test_blk_pcache_threads.c
 TSAN_BINS  := $(TSAN_SRCS:tests/unit/%.c=$(B)/tsan/%)
 MM_SRCS    := $(sort $(wildcard mm/*.c))
 

@@ -1,0 +1,437 @@
+/* The control socket (vmm/control.c) over a real UNIX socket and its thread, with a page cache
+ * on a temp file behind it (fake shadow): every command, coherency of host-read / host-write
+ * with the window, and bad input of every kind answered with a JSON error while the
+ * connection (and the "VM") goes on: malformed JSON, unknown commands and keys, out-of-range
+ * arguments, a line over the limit, a client vanishing mid-line, many clients. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include "tests/unit/test_pcache_env.h"
+#include "vmm/control.h"
+#include "vmm/control_json.h"
+
+struct cx {
+	struct env e;
+	struct control *c;
+	char path[108];
+};
+
+static int setup(void **state)
+{
+	struct cx *x = calloc(1, sizeof(*x));
+	assert_int_equal(env_open(&x->e, 4 * MIB, 4 * MIB, 64 * KIB, true), 0);
+	snprintf(x->path, sizeof(x->path), "/tmp/cvmm-test-ctl.%d", getpid());
+	unlink(x->path);
+	struct control_deps d = { .pc = x->e.pc, .image_limit = 4 * MIB };
+	char err[256];
+	if (control_start(&x->c, x->path, &d, err, sizeof(err)))
+		fail_msg("control_start: %s", err);
+	*state = x;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct cx *x = *state;
+	control_stop(x->c);
+	struct stat st;
+	assert_int_not_equal(stat(x->path, &st), 0); /* the socket is gone */
+	env_close(&x->e);
+	free(x);
+	return 0;
+}
+
+static int conn(struct cx *x)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	strcpy(sa.sun_path, x->path);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	return fd;
+}
+
+static void sendall(int fd, const void *b, size_t n)
+{
+	const char *p = b;
+	while (n) {
+		ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
+		assert_true(k > 0);
+		p += k;
+		n -= (size_t)k;
+	}
+}
+
+/* One reply line (malloc'd, no newline), or NULL on EOF / 5 s timeout. */
+static char *recv_line(int fd)
+{
+	size_t cap = 1 << 16, len = 0;
+	char *b = malloc(cap);
+	for (;;) {
+		struct pollfd pf = { fd, POLLIN, 0 };
+		if (poll(&pf, 1, 5000) <= 0) {
+			free(b);
+			return NULL;
+		}
+		if (len + 4096 > cap)
+			b = realloc(b, cap *= 2);
+		ssize_t n = recv(fd, b + len, cap - len - 1, 0);
+		if (n <= 0) {
+			free(b);
+			return NULL;
+		}
+		len += (size_t)n;
+		char *nl = memchr(b, '\n', len);
+		if (nl) {
+			*nl = 0;
+			assert_true((size_t)(nl - b) == len - 1); /* one reply per request */
+			return b;
+		}
+	}
+}
+
+/* Send one line, get the reply; check ok or error (and a substring of it). */
+static char *ask(int fd, const char *line)
+{
+	sendall(fd, line, strlen(line));
+	sendall(fd, "\n", 1);
+	char *r = recv_line(fd);
+	if (!r)
+		fail_msg("no reply to %s", line);
+	return r;
+}
+
+static void expect(int fd, const char *line, bool ok, const char *has)
+{
+	char *r = ask(fd, line);
+	bool got_ok = !strncmp(r, "{\"ok\":true", 10);
+	bool got_err = !strncmp(r, "{\"ok\":false,\"error\":\"", 21);
+	if (got_ok != ok || (!ok && !got_err) || (has && !strstr(r, has)))
+		fail_msg("request %.200s: reply %.300s (wanted %s%s%s)", line, r,
+			 ok ? "ok" : "an error", has ? " with " : "", has ? has : "");
+	free(r);
+}
+
+static void test_stats_and_flush(void **state)
+{
+	struct cx *x = *state;
+	int fd = conn(x);
+	expect(fd, "{\"cmd\":\"stats\"}", true, "\"pcache\":{");
+	expect(fd, " { \"cmd\" : \"stats\" } ", true, "\"window_size\":4194304");
+	expect(fd, "{\"cmd\":\"flush\"}", true, NULL);
+	/* a flush error reaches this client once (its own errseq cursor) */
+	assert_int_equal(env_store8(&x->e, 4096, 1), PCACHE_FAULT_DONE);
+	struct pcache_inject inj = { .pwrite_errno = EIO, .pwrite_count = 1 };
+	pcache_set_inject(x->e.pc, &inj);
+	expect(fd, "{\"cmd\":\"flush\"}", false, "flush: Input/output error");
+	expect(fd, "{\"cmd\":\"flush\"}", true, NULL);
+	close(fd);
+}
+
+/* host-write / host-read are coherent with the window (e1 from the host's side). */
+static void test_host_read_write_coherent(void **state)
+{
+	struct cx *x = *state;
+	int fd = conn(x);
+	/* the guest dirties a page; host-read sees it without a FLUSH */
+	assert_int_equal(env_store8(&x->e, 8192, 0x1122334455667788ULL), PCACHE_FAULT_DONE);
+	char *r = ask(fd, "{\"cmd\":\"host-read\",\"offset\":8192,\"length\":8}");
+	assert_non_null(strstr(r, "\"data\":\"8877665544332211\""));
+	free(r);
+	/* host-write into that dirty, mapped page: the guest loads the new bytes, and its store
+	 * outside the written range survives */
+	expect(fd, "{\"cmd\":\"host-write\",\"offset\":8200,\"data\":\"DEADbeef\"}", true,
+	       "\"length\":4");
+	memcpy(x->e.model + 8200, "\xde\xad\xbe\xef", 4);
+	assert_int_equal(env_load8(&x->e, 8192), 0x1122334455667788ULL);
+	assert_int_equal(env_load8(&x->e, 8200), *(uint64_t *)(x->e.model + 8200));
+	r = ask(fd, "{\"cmd\":\"host-read\",\"offset\":8198,\"length\":8}");
+	assert_non_null(strstr(r, "\"data\":\"2211deadbeef"));
+	free(r);
+	expect(fd, "{\"cmd\":\"flush\"}", true, NULL);
+	assert_int_equal(env_file_mismatch(&x->e), -1);
+	/* invalidate after a host tool changed the file behind our back (page mapped clean) */
+	(void)env_load8(&x->e, 65536);
+	int f = open(x->e.path, O_WRONLY);
+	assert_int_equal(pwrite(f, "hello", 5, 65536 + 10), 5);
+	close(f);
+	memcpy(x->e.model + 65536 + 10, "hello", 5);
+	expect(fd, "{\"cmd\":\"invalidate\",\"offset\":65536,\"length\":4096}", true, NULL);
+	assert_int_equal(env_load8(&x->e, 65536 + 8), *(uint64_t *)(x->e.model + 65536 + 8));
+	close(fd);
+}
+
+/* Bad input of every kind: answered, and the connection goes on. */
+static void test_bad_input_answered(void **state)
+{
+	struct cx *x = *state;
+	int fd = conn(x);
+	static const struct {
+		const char *line, *has;
+	} bad[] = {
+		{ "{", "bad JSON" },
+		{ "}", "bad JSON" },
+		{ "[1,2]", "bad JSON" },
+		{ "\"stats\"", "bad JSON" },
+		{ "{\"cmd\":}", "bad JSON" },
+		{ "{\"cmd\":\"stats\",}", "bad JSON" },
+		{ "{\"cmd\":\"stats\"} x", "trailing" },
+		{ "{\"cmd\":\"stats\",\"cmd\":\"flush\"}", "duplicate" },
+		{ "{\"cmd\":{\"a\":1}}", "nested" },
+		{ "{\"cmd\":[]}", "nested" },
+		{ "{\"offset\":1.5}", "integers" },
+		{ "{\"offset\":1e3}", "integers" },
+		{ "{\"offset\":01}", "leading zero" },
+		{ "{\"offset\":-}", "digit" },
+		{ "{\"offset\":99999999999999999999}", "out of range" },
+		{ "{\"cmd\":\"st\x01" "ats\"}", "control character" },
+		{ "{\"cmd\":\"\xff\"}", "UTF-8" },
+		{ "{\"cmd\":\"\xc0\xaf\"}", "UTF-8" },
+		{ "{\"cmd\":\"\\u0000\"}", "\\\\u0000" },
+		{ "{\"cmd\":\"\\ud800\"}", "surrogate" },
+		{ "{\"cmd\":\"\\q\"}", "escape" },
+		{ "{\"cmd\":\"stats", "unterminated" },
+		{ "{\"cmd\":tru}", "bad JSON" },
+		{ "{\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\":1}", "key longer" },
+		{ "{}", "missing \\\"cmd\\\"" },
+		{ "{\"cmd\":5}", "must be a string" },
+		{ "{\"cmd\":\"frobnicate\"}", "unknown cmd" },
+		{ "{\"cmd\":\"stats\",\"verbose\":true}", "unknown key" },
+		{ "{\"cmd\":\"host-read\",\"offset\":0}", "missing \\\"length\\\"" },
+		{ "{\"cmd\":\"host-read\",\"offset\":\"0\",\"length\":4}", "must be an integer" },
+		{ "{\"cmd\":\"host-read\",\"offset\":-1,\"length\":4}", "negative" },
+		{ "{\"cmd\":\"host-read\",\"offset\":0,\"length\":0}", "out of range" },
+		{ "{\"cmd\":\"host-read\",\"offset\":0,\"length\":262145}", "out of range" },
+		{ "{\"cmd\":\"host-read\",\"offset\":4194300,\"length\":8}", "beyond the image" },
+		{ "{\"cmd\":\"host-read\",\"offset\":9223372036854775807,\"length\":8}", "beyond" },
+		{ "{\"cmd\":\"invalidate\",\"offset\":4194304,\"length\":1}", "beyond" },
+		{ "{\"cmd\":\"host-write\",\"offset\":0}", "missing \\\"data\\\"" },
+		{ "{\"cmd\":\"host-write\",\"offset\":0,\"data\":7}", "must be a string" },
+		{ "{\"cmd\":\"host-write\",\"offset\":0,\"data\":\"abc\"}", "odd number" },
+		{ "{\"cmd\":\"host-write\",\"offset\":0,\"data\":\"zz\"}", "not a hex digit" },
+		{ "{\"cmd\":\"host-write\",\"offset\":0,\"data\":\"\"}", "out of range" },
+		{ "{\"cmd\":\"host-write\",\"offset\":4194303,\"data\":\"0000\"}", "beyond" },
+		{ "{\"cmd\":\"truncate\",\"size\":4095}", "multiple of 4096" },
+		{ "{\"cmd\":\"truncate\",\"size\":8388608}", "beyond the image" },
+		{ "{\"cmd\":\"truncate\",\"size\":null}", "must be an integer" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		expect(fd, bad[i].line, false, bad[i].has);
+	/* the same connection still works; blank lines and CRLF are fine */
+	sendall(fd, "\n\r\n  \n", 6);
+	expect(fd, "{\"cmd\":\"stats\"}\r", true, NULL);
+	/* nothing happened to the file or the window */
+	assert_int_equal(env_file_mismatch(&x->e), -1);
+	close(fd);
+}
+
+/* A line over the limit is answered once and skipped; the next line works. */
+static void test_huge_line(void **state)
+{
+	struct cx *x = *state;
+	int fd = conn(x);
+	size_t n = CONTROL_LINE_MAX + 100000;
+	char *big = malloc(n);
+	memset(big, 'x', n);
+	sendall(fd, big, n);
+	sendall(fd, "\n", 1);
+	char *r = recv_line(fd);
+	assert_non_null(r);
+	assert_non_null(strstr(r, "line longer than"));
+	free(r);
+	expect(fd, "{\"cmd\":\"stats\"}", true, NULL);
+	/* a maximal host-write (256 KiB = 512 Ki hex digits) fits in a line */
+	size_t dlen = CONTROL_DATA_MAX;
+	char *line = malloc(2 * dlen + 64);
+	int k = sprintf(line, "{\"cmd\":\"host-write\",\"offset\":0,\"data\":\"");
+	for (size_t i = 0; i < dlen; i++)
+		memcpy(line + k + 2 * i, "a5", 2);
+	strcpy(line + k + 2 * dlen, "\"}");
+	expect(fd, line, true, "\"length\":262144");
+	memset(x->e.model, 0xa5, dlen);
+	r = ask(fd, "{\"cmd\":\"host-read\",\"offset\":0,\"length\":262144}");
+	assert_true(strlen(r) > 2 * dlen);
+	free(r);
+	assert_int_equal(env_file_mismatch(&x->e), -1);
+	free(line);
+	free(big);
+	close(fd);
+}
+
+/* Clients that vanish mid-line, clients in a row, clients at once. */
+static void test_clients(void **state)
+{
+	struct cx *x = *state;
+	for (int i = 0; i < 20; i++) {
+		int fd = conn(x);
+		if (i % 3 == 0) {
+			sendall(fd, "{\"cmd\":\"host-wr", 15); /* mid-line, then gone */
+		} else if (i % 3 == 1) {
+			sendall(fd, "{\"cmd\":\"stats\"}\n", 16); /* gone before reading the reply */
+		} else {
+			expect(fd, "{\"cmd\":\"stats\"}", true, NULL);
+		}
+		close(fd);
+	}
+	/* CONTROL_CLIENTS at once, each served; one more is told and closed */
+	int fds[CONTROL_CLIENTS];
+	for (int i = 0; i < CONTROL_CLIENTS; i++)
+		fds[i] = conn(x);
+	for (int i = CONTROL_CLIENTS - 1; i >= 0; i--)
+		expect(fds[i], "{\"cmd\":\"stats\"}", true, NULL);
+	int extra = conn(x);
+	char *r = recv_line(extra);
+	assert_non_null(r);
+	assert_non_null(strstr(r, "too many"));
+	free(r);
+	close(extra);
+	/* a silent client does not hold up the others */
+	sendall(fds[0], "{\"cmd\":", 7);
+	expect(fds[1], "{\"cmd\":\"stats\"}", true, NULL);
+	for (int i = 0; i < CONTROL_CLIENTS; i++)
+		close(fds[i]);
+	int fd = conn(x);
+	r = ask(fd, "{\"cmd\":\"stats\"}");
+	assert_non_null(strstr(r, "\"refused\":1"));
+	free(r);
+	close(fd);
+}
+
+/* invalidate waits (briefly) for a DMA pin to go away. */
+static void *unpin_later(void *p)
+{
+	struct cx *x = p;
+	usleep(50 * 1000);
+	pcache_unpin(x->e.pc, 0, 4096, false);
+	return NULL;
+}
+
+static void test_invalidate_waits_for_pin(void **state)
+{
+	struct cx *x = *state;
+	int fd = conn(x);
+	(void)env_load8(&x->e, 0);
+	assert_int_equal(pcache_pin(x->e.pc, 0, 4096, false), 0);
+	pthread_t t;
+	pthread_create(&t, NULL, unpin_later, x);
+	expect(fd, "{\"cmd\":\"invalidate\",\"offset\":0,\"length\":8192}", true, NULL);
+	pthread_join(t, NULL);
+	assert_false(pcache_page_flags(x->e.pc, 0) & PG_UPTODATE);
+	close(fd);
+}
+
+static void test_truncate(void **state)
+{
+	struct cx *x = *state;
+	int fd = conn(x);
+	assert_int_equal(env_store8(&x->e, 3 * MIB + 8, 5), PCACHE_FAULT_DONE);
+	expect(fd, "{\"cmd\":\"truncate\",\"size\":3145728}", true, "\"size\":3145728");
+	assert_int_equal(pcache_file_size(x->e.pc), 3 * MIB);
+	assert_int_equal(env_load8(&x->e, 3 * MIB + 8), 0); /* beyond EOF: zeros */
+	expect(fd, "{\"cmd\":\"truncate\",\"size\":4194304}", true, NULL);
+	assert_int_equal(pcache_file_size(x->e.pc), 4 * MIB);
+	memset(x->e.model + 3 * MIB, 0, 1 * MIB);
+	assert_int_equal(env_file_mismatch(&x->e), -1);
+	close(fd);
+}
+
+/* The socket path: a stale socket is replaced, a live one or another file is an error. */
+static void test_socket_path(void **state)
+{
+	struct cx *x = *state;
+	struct control *c2;
+	struct control_deps d = { .pc = x->e.pc, .image_limit = 4 * MIB };
+	char err[256];
+	assert_int_equal(control_start(&c2, x->path, &d, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "another process is listening"));
+	char other[128];
+	snprintf(other, sizeof(other), "%s.file", x->path);
+	FILE *f = fopen(other, "w");
+	fclose(f);
+	assert_int_equal(control_start(&c2, other, &d, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "not a socket"));
+	assert_non_null(strstr(err, other));
+	unlink(other);
+	/* a stale socket (bound, nobody listening) */
+	int s = socket(AF_UNIX, SOCK_STREAM, 0);
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "/tmp/cvmm-test-ctl.%d.stale", getpid());
+	unlink(sa.sun_path);
+	assert_int_equal(bind(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	close(s);
+	assert_int_equal(control_start(&c2, sa.sun_path, &d, err, sizeof(err)), 0);
+	control_stop(c2);
+	char longp[200];
+	memset(longp, 'a', sizeof(longp) - 1);
+	longp[sizeof(longp) - 1] = 0;
+	assert_int_equal(control_start(&c2, longp, &d, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "longer than"));
+}
+
+/* No page cache (a VM without [pmem]): image commands are refused, stats still work. */
+static void test_no_pcache(void **state)
+{
+	(void)state;
+	struct control_deps d = { 0 };
+	struct control *c = control_new(&d);
+	const char *q = "{\"cmd\":\"host-read\",\"offset\":0,\"length\":1}";
+	char *r = control_handle(c, q, strlen(q));
+	assert_non_null(strstr(r, "no [pmem] window"));
+	free(r);
+	r = control_handle(c, "{\"cmd\":\"stats\"}", 15);
+	assert_non_null(strstr(r, "\"pcache\":null"));
+	free(r);
+	r = control_handle(c, "{\"cmd\":\"flush\"}", 15);
+	assert_non_null(strstr(r, "nothing to flush"));
+	free(r);
+	control_free(c);
+}
+
+/* The parser alone: what it accepts. */
+static void test_json_accepts(void **state)
+{
+	(void)state;
+	struct cj_object o;
+	char buf[256], err[128];
+	const char *t = "{\"s\":\"a\\\"b\\\\c\\/\\n\\u00e9\\ud83d\\ude00\xc3\xa9\",\"i\":-9223372036854775808,"
+			"\"j\":0,\"t\":true,\"f\":false,\"n\":null}";
+	assert_int_equal(cj_parse(t, strlen(t), &o, buf, sizeof(buf), err, sizeof(err)), 0);
+	assert_int_equal(o.n, 6);
+	const struct cj_member *s = cj_get(&o, "s");
+	assert_string_equal(s->str, "a\"b\\c/\n\xc3\xa9\xf0\x9f\x98\x80\xc3\xa9");
+	assert_int_equal(cj_get(&o, "i")->i, INT64_MIN);
+	assert_true(cj_get(&o, "t")->b);
+	assert_int_equal(cj_get(&o, "n")->type, CJ_NULL);
+	assert_null(cj_get(&o, "x"));
+	/* not NUL-terminated input: only len bytes are read */
+	char nt[15];
+	memcpy(nt, "{\"cmd\":\"stats\"}", 15);
+	assert_int_equal(cj_parse(nt, 15, &o, buf, sizeof(buf), err, sizeof(err)), 0);
+	assert_int_equal(cj_parse(nt, 14, &o, buf, sizeof(buf), err, sizeof(err)), -1);
+}
+
+int main(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_stats_and_flush, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_host_read_write_coherent, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bad_input_answered, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_huge_line, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_clients, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_invalidate_waits_for_pin, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_truncate, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_socket_path, setup, teardown),
+		cmocka_unit_test(test_no_pcache),
+		cmocka_unit_test(test_json_accepts),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,642 @@
+/* The control socket: see control.h for the protocol. One thread polls the listening socket,
+ * every connection and a wake-up eventfd; each connection has its own line buffer. Requests
+ * run on this thread, concurrently with the vCPUs and the device I/O threads: every mm/ call
+ * used here is thread-safe and takes pins/locks in the documented order (mm/pcache.h). */
+#include "vmm/control.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "devices/blk.h"
+#include "mm/pcache.h"
+#include "vmm/control_json.h"
+
+struct client {
+	int fd;                 /* -1: free slot */
+	char *buf;
+	size_t len, cap;
+	bool discarding;        /* skipping the rest of an over-long line */
+};
+
+struct control {
+	struct control_deps d;
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	int lfd, wake_fd;
+	pthread_t thread;
+	bool running;
+	struct client cl[CONTROL_CLIENTS];
+	uint64_t errseq;        /* the control socket's own FLUSH cursor */
+	uint64_t requests, errors, connections, refused;
+};
+
+/* ---- replies ------------------------------------------------------------------------------ */
+
+__attribute__((format(printf, 3, 4)))
+static int reply_err(struct control *c, FILE *f, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	fputs("{\"ok\":false,\"error\":", f);
+	cj_put_string(f, msg, strlen(msg));
+	fputc('}', f);
+	__atomic_add_fetch(&c->errors, 1, __ATOMIC_RELAXED);
+	return -1;
+}
+
+static void put_hex(FILE *f, const uint8_t *b, size_t n)
+{
+	static const char dig[] = "0123456789abcdef";
+	fputc('"', f);
+	for (size_t i = 0; i < n; i++) {
+		fputc(dig[b[i] >> 4], f);
+		fputc(dig[b[i] & 15], f);
+	}
+	fputc('"', f);
+}
+
+static int unhex(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	return -1;
+}
+
+/* ---- arguments ---------------------------------------------------------------------------- */
+
+/* A required non-negative integer member. */
+static int get_u64(struct control *c, FILE *f, const struct cj_object *o, const char *key,
+		   uint64_t *v)
+{
+	const struct cj_member *m = cj_get(o, key);
+	if (!m)
+		return reply_err(c, f, "missing \"%s\"", key);
+	if (m->type != CJ_INT)
+		return reply_err(c, f, "\"%s\" must be an integer", key);
+	if (m->i < 0)
+		return reply_err(c, f, "\"%s\" out of range: %lld is negative", key,
+				 (long long)m->i);
+	*v = (uint64_t)m->i;
+	return 0;
+}
+
+static uint64_t image_limit(struct control *c)
+{
+	uint64_t fs = pcache_file_size(c->d.pc);
+	return fs > c->d.image_limit ? fs : c->d.image_limit;
+}
+
+/* [off, off+len) with 1 <= len <= max and inside the image. */
+static int check_range(struct control *c, FILE *f, uint64_t off, uint64_t len, uint64_t max)
+{
+	uint64_t lim = image_limit(c);
+	if (len == 0)
+		return reply_err(c, f, "length out of range: 0 (at least 1 byte)");
+	if (len > max)
+		return reply_err(c, f, "length out of range: %llu bytes (at most %llu)",
+				 (unsigned long long)len, (unsigned long long)max);
+	if (off >= lim || len > lim - off)
+		return reply_err(c, f, "range out of range: %llu+%llu is beyond the image (%llu bytes)",
+				 (unsigned long long)off, (unsigned long long)len,
+				 (unsigned long long)lim);
+	return 0;
+}
+
+static int need_pc(struct control *c, FILE *f)
+{
+	if (!c->d.pc)
+		return reply_err(c, f, "this VM has no [pmem] window: no page cache to keep coherent");
+	return 0;
+}
+
+/* ---- commands ----------------------------------------------------------------------------- */
+
+static int cmd_stats(struct control *c, FILE *f, const struct cj_object *o)
+{
+	(void)o;
+	fputs("{\"ok\":true,\"exits\":", f);
+	if (c->d.exits_json)
+		c->d.exits_json(c->d.ctx, f);
+	else
+		fputs("{}", f);
+	fputs(",\"pcache\":", f);
+	if (c->d.pc) {
+		pcache_stats_json(c->d.pc, f);
+		fprintf(f, ",\"image\":{\"window_size\":%llu,\"file_size\":%llu}",
+			(unsigned long long)pcache_size(c->d.pc),
+			(unsigned long long)pcache_file_size(c->d.pc));
+	} else {
+		fputs("null", f);
+	}
+	fputs(",\"blk\":", f);
+	if (c->d.blk)
+		blk_stats_json(c->d.blk, f);
+	else
+		fputs("null", f);
+	fprintf(f, ",\"control\":{\"requests\":%llu,\"errors\":%llu,\"connections\":%llu,"
+		   "\"refused\":%llu}}",
+		(unsigned long long)__atomic_load_n(&c->requests, __ATOMIC_RELAXED),
+		(unsigned long long)__atomic_load_n(&c->errors, __ATOMIC_RELAXED),
+		(unsigned long long)__atomic_load_n(&c->connections, __ATOMIC_RELAXED),
+		(unsigned long long)__atomic_load_n(&c->refused, __ATOMIC_RELAXED));
+	return 0;
+}
+
+static int cmd_flush(struct control *c, FILE *f, const struct cj_object *o)
+{
+	(void)o;
+	int r;
+	if (c->d.pc)
+		r = pcache_flush(c->d.pc, &c->errseq);
+	else if (c->d.blk && c->d.blk->be && !c->d.blk->be->readonly)
+		r = c->d.blk->be->ops->flush(c->d.blk->be);
+	else
+		return reply_err(c, f, "nothing to flush: no [pmem] window and no writable [blk]");
+	if (r)
+		return reply_err(c, f, "flush: %s", strerror(-r));
+	fputs("{\"ok\":true}", f);
+	return 0;
+}
+
+static int cmd_invalidate(struct control *c, FILE *f, const struct cj_object *o)
+{
+	uint64_t off, len;
+	if (need_pc(c, f) || get_u64(c, f, o, "offset", &off) || get_u64(c, f, o, "length", &len) ||
+	    check_range(c, f, off, len, UINT64_MAX))
+		return -1;
+	/* DESIGN "external change": lock; unmap (shootdown); write back local dirty data; drop
+	 * UPTODATE; unlock (seed 004). A page pinned by a DMA in flight cannot be dropped: retry
+	 * for up to a second (requests finish in far less). */
+	int r;
+	for (int tries = 0; (r = pcache_external_change(c->d.pc, off, len)) == -EBUSY && tries < 200;
+	     tries++) {
+		struct timespec ts = { 0, 5 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+	if (r == -EBUSY)
+		return reply_err(c, f, "invalidate: pages stay cached: a DMA in flight holds them "
+			       "pinned; retry");
+	if (r)
+		return reply_err(c, f, "invalidate: %s", strerror(-r));
+	fprintf(f, "{\"ok\":true,\"offset\":%llu,\"length\":%llu}", (unsigned long long)off,
+		(unsigned long long)len);
+	return 0;
+}
+
+static int cmd_host_read(struct control *c, FILE *f, const struct cj_object *o)
+{
+	uint64_t off, len;
+	if (need_pc(c, f) || get_u64(c, f, o, "offset", &off) || get_u64(c, f, o, "length", &len) ||
+	    check_range(c, f, off, len, CONTROL_DATA_MAX))
+		return -1;
+	uint8_t *buf = malloc(len);
+	if (!buf)
+		return reply_err(c, f, "host-read: out of memory");
+	/* coherent with the window: the range's dirty pages are written back first */
+	ssize_t r = pcache_direct_read(c->d.pc, off, buf, len);
+	if (r < 0) {
+		free(buf);
+		return reply_err(c, f, "host-read: %s", strerror((int)-r));
+	}
+	fprintf(f, "{\"ok\":true,\"offset\":%llu,\"length\":%llu,\"data\":",
+		(unsigned long long)off, (unsigned long long)len);
+	put_hex(f, buf, len);
+	fputc('}', f);
+	free(buf);
+	return 0;
+}
+
+static int cmd_host_write(struct control *c, FILE *f, const struct cj_object *o)
+{
+	uint64_t off;
+	if (need_pc(c, f) || get_u64(c, f, o, "offset", &off))
+		return -1;
+	const struct cj_member *d = cj_get(o, "data");
+	if (!d)
+		return reply_err(c, f, "missing \"data\" (hex, two digits per byte)");
+	if (d->type != CJ_STRING)
+		return reply_err(c, f, "\"data\" must be a string of hex digits");
+	if (d->str_len % 2)
+		return reply_err(c, f, "\"data\": odd number of hex digits (%zu)", d->str_len);
+	uint64_t len = d->str_len / 2;
+	if (check_range(c, f, off, len, CONTROL_DATA_MAX))
+		return -1;
+	if (pcache_is_readonly(c->d.pc))
+		return reply_err(c, f, "host-write: the [pmem] file is open read-only");
+	uint8_t *buf = malloc(len);
+	if (!buf)
+		return reply_err(c, f, "host-write: out of memory");
+	for (uint64_t i = 0; i < len; i++) {
+		int hi = unhex(d->str[2 * i]), lo = unhex(d->str[2 * i + 1]);
+		if (hi < 0 || lo < 0) {
+			free(buf);
+			return reply_err(c, f, "\"data\": not a hex digit at position %llu",
+					 (unsigned long long)(2 * i + (hi < 0 ? 0 : 1)));
+		}
+		buf[i] = (uint8_t)(hi << 4 | lo);
+	}
+	/* The external-change protocol around the write (seed 004): lock the pages, unmap them
+	 * (the guest's view is shot down), write back the guest's dirty data (its stores outside
+	 * the range survive, e1), write, drop the pages so the guest's next load reads the file. */
+	ssize_t r = pcache_direct_write(c->d.pc, off, buf, len);
+	free(buf);
+	if (r < 0)
+		return reply_err(c, f, "host-write: %s", strerror((int)-r));
+	fprintf(f, "{\"ok\":true,\"offset\":%llu,\"length\":%llu}", (unsigned long long)off,
+		(unsigned long long)len);
+	return 0;
+}
+
+static int cmd_truncate(struct control *c, FILE *f, const struct cj_object *o)
+{
+	uint64_t size;
+	if (need_pc(c, f) || get_u64(c, f, o, "size", &size))
+		return -1;
+	uint64_t lim = image_limit(c);
+	if (size % 4096)
+		return reply_err(c, f, "size out of range: %llu is not a multiple of 4096",
+				 (unsigned long long)size);
+	if (size > lim)
+		return reply_err(c, f, "size out of range: %llu is beyond the image (%llu bytes)",
+				 (unsigned long long)size, (unsigned long long)lim);
+	int r = pcache_truncate(c->d.pc, size);
+	if (r)
+		return reply_err(c, f, "truncate: %s", strerror(-r));
+	fprintf(f, "{\"ok\":true,\"size\":%llu}", (unsigned long long)size);
+	return 0;
+}
+
+static const struct command {
+	const char *name;
+	int (*fn)(struct control *c, FILE *f, const struct cj_object *o);
+	const char *keys[3];
+} commands[] = {
+	{ "stats", cmd_stats, { NULL } },
+	{ "flush", cmd_flush, { NULL } },
+	{ "invalidate", cmd_invalidate, { "offset", "length", NULL } },
+	{ "host-read", cmd_host_read, { "offset", "length", NULL } },
+	{ "host-write", cmd_host_write, { "offset", "data", NULL } },
+	{ "truncate", cmd_truncate, { "size", NULL } },
+};
+
+static void dispatch(struct control *c, FILE *f, const struct cj_object *o)
+{
+	const struct cj_member *cmd = cj_get(o, "cmd");
+	if (!cmd) {
+		reply_err(c, f, "missing \"cmd\" (one of: stats, flush, invalidate, host-read, "
+			  "host-write, truncate)");
+		return;
+	}
+	if (cmd->type != CJ_STRING) {
+		reply_err(c, f, "\"cmd\" must be a string");
+		return;
+	}
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		const struct command *k = &commands[i];
+		if (strcmp(cmd->str, k->name))
+			continue;
+		for (unsigned j = 0; j < o->n; j++) {
+			const char *key = o->m[j].key;
+			bool known = !strcmp(key, "cmd");
+			for (unsigned q = 0; !known && k->keys[q]; q++)
+				known = !strcmp(key, k->keys[q]);
+			if (!known) {
+				char msg[96];
+				snprintf(msg, sizeof(msg), "%s", key);
+				reply_err(c, f, "unknown key \"%s\" for \"%s\"", msg, k->name);
+				return;
+			}
+		}
+		k->fn(c, f, o);
+		return;
+	}
+	char name[64];
+	snprintf(name, sizeof(name), "%s", cmd->str);
+	reply_err(c, f, "unknown cmd \"%s%s\" (one of: stats, flush, invalidate, host-read, "
+		  "host-write, truncate)", name, cmd->str_len >= sizeof(name) ? "..." : "");
+}
+
+char *control_handle(struct control *c, const char *line, size_t len)
+{
+	char *out = NULL;
+	size_t outlen = 0;
+	FILE *f = open_memstream(&out, &outlen);
+	if (!f)
+		return NULL;
+	__atomic_add_fetch(&c->requests, 1, __ATOMIC_RELAXED);
+	char *strbuf = malloc(len + 1);
+	struct cj_object *o = malloc(sizeof(*o));
+	char err[256];
+	if (!strbuf || !o)
+		reply_err(c, f, "out of memory");
+	else if (cj_parse(line, len, o, strbuf, len + 1, err, sizeof(err)))
+		reply_err(c, f, "%s", err);
+	else
+		dispatch(c, f, o);
+	free(o);
+	free(strbuf);
+	fclose(f);
+	return out;
+}
+
+struct control *control_new(const struct control_deps *deps)
+{
+	struct control *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->d = *deps;
+	c->lfd = c->wake_fd = -1;
+	for (int i = 0; i < CONTROL_CLIENTS; i++)
+		c->cl[i].fd = -1;
+	if (c->d.pc)
+		c->errseq = pcache_errseq_sample(c->d.pc);
+	return c;
+}
+
+void control_free(struct control *c)
+{
+	free(c);
+}
+
+/* ---- the thread --------------------------------------------------------------------------- */
+
+static void client_close(struct client *cl)
+{
+	if (cl->fd >= 0)
+		close(cl->fd);
+	free(cl->buf);
+	memset(cl, 0, sizeof(*cl));
+	cl->fd = -1;
+}
+
+/* Send all of buf (+ a newline); false if the client is gone or stuck (SO_SNDTIMEO). */
+static bool send_line(int fd, const char *buf, size_t len)
+{
+	struct iovec v[2] = { { (void *)buf, len }, { "\n", 1 } };
+	struct msghdr mh = { .msg_iov = v, .msg_iovlen = 2 };
+	size_t left = len + 1;
+	while (left) {
+		ssize_t n = sendmsg(fd, &mh, MSG_NOSIGNAL);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return false;
+		}
+		left -= (size_t)n;
+		while (n > 0 && mh.msg_iovlen) {
+			if ((size_t)n >= mh.msg_iov[0].iov_len) {
+				n -= (ssize_t)mh.msg_iov[0].iov_len;
+				mh.msg_iov++;
+				mh.msg_iovlen--;
+			} else {
+				mh.msg_iov[0].iov_base = (char *)mh.msg_iov[0].iov_base + n;
+				mh.msg_iov[0].iov_len -= (size_t)n;
+				n = 0;
+			}
+		}
+	}
+	return true;
+}
+
+static bool answer(struct control *c, struct client *cl, const char *line, size_t len)
+{
+	while (len && (line[len - 1] == '\r' || line[len - 1] == ' ' || line[len - 1] == '\t'))
+		len--;
+	if (!len)
+		return true; /* blank lines are ignored (interactive use) */
+	char *reply = control_handle(c, line, len);
+	bool ok = reply && send_line(cl->fd, reply, strlen(reply));
+	free(reply);
+	return ok;
+}
+
+static bool too_long(struct control *c, struct client *cl)
+{
+	char msg[128];
+	snprintf(msg, sizeof(msg), "{\"ok\":false,\"error\":\"line longer than %u bytes: skipped\"}",
+		 CONTROL_LINE_MAX);
+	__atomic_add_fetch(&c->requests, 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&c->errors, 1, __ATOMIC_RELAXED);
+	return send_line(cl->fd, msg, strlen(msg));
+}
+
+/* Data arrived (or EOF / error): split into lines and answer each. */
+static void client_input(struct control *c, struct client *cl)
+{
+	char tmp[65536];
+	ssize_t n = recv(cl->fd, tmp, sizeof(tmp), MSG_DONTWAIT);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return;
+	if (n <= 0) { /* gone, maybe mid-line: what it sent of that line is simply dropped */
+		client_close(cl);
+		return;
+	}
+	size_t i = 0;
+	while (i < (size_t)n) {
+		char *nl = memchr(tmp + i, '\n', (size_t)n - i);
+		size_t chunk = nl ? (size_t)(nl - (tmp + i)) : (size_t)n - i;
+		if (cl->discarding) {
+			if (nl)
+				cl->discarding = false;
+		} else if (cl->len + chunk > CONTROL_LINE_MAX) {
+			cl->len = 0;
+			if (!too_long(c, cl)) {
+				client_close(cl);
+				return;
+			}
+			cl->discarding = !nl;
+		} else {
+			if (cl->len + chunk > cl->cap) {
+				size_t cap = cl->cap ? cl->cap : 4096;
+				while (cap < cl->len + chunk)
+					cap *= 2;
+				if (cap > CONTROL_LINE_MAX)
+					cap = CONTROL_LINE_MAX;
+				char *b = realloc(cl->buf, cap);
+				if (!b) {
+					client_close(cl);
+					return;
+				}
+				cl->buf = b;
+				cl->cap = cap;
+			}
+			memcpy(cl->buf + cl->len, tmp + i, chunk);
+			cl->len += chunk;
+			if (nl) {
+				bool ok = answer(c, cl, cl->buf, cl->len);
+				cl->len = 0;
+				if (!ok) {
+					client_close(cl);
+					return;
+				}
+			}
+		}
+		i += chunk + (nl ? 1 : 0);
+	}
+}
+
+static void client_accept(struct control *c)
+{
+	int fd = accept4(c->lfd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd < 0)
+		return;
+	struct timeval tv = { 2, 0 };
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	for (int i = 0; i < CONTROL_CLIENTS; i++) {
+		if (c->cl[i].fd < 0) {
+			c->cl[i].fd = fd;
+			__atomic_add_fetch(&c->connections, 1, __ATOMIC_RELAXED);
+			return;
+		}
+	}
+	static const char busy[] = "{\"ok\":false,\"error\":\"too many control connections\"}";
+	send_line(fd, busy, sizeof(busy) - 1);
+	__atomic_add_fetch(&c->refused, 1, __ATOMIC_RELAXED);
+	close(fd);
+}
+
+static void *control_thread(void *arg)
+{
+	struct control *c = arg;
+	for (;;) {
+		struct pollfd pf[2 + CONTROL_CLIENTS];
+		int map[2 + CONTROL_CLIENTS];
+		nfds_t n = 0;
+		pf[n++] = (struct pollfd){ .fd = c->wake_fd, .events = POLLIN };
+		pf[n++] = (struct pollfd){ .fd = c->lfd, .events = POLLIN };
+		for (int i = 0; i < CONTROL_CLIENTS; i++)
+			if (c->cl[i].fd >= 0) {
+				map[n] = i;
+				pf[n++] = (struct pollfd){ .fd = c->cl[i].fd, .events = POLLIN };
+			}
+		if (poll(pf, n, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (pf[0].revents)
+			break;
+		for (nfds_t k = 2; k < n; k++)
+			if (pf[k].revents)
+				client_input(c, &c->cl[map[k]]);
+		if (pf[1].revents & POLLIN)
+			client_accept(c);
+	}
+	for (int i = 0; i < CONTROL_CLIENTS; i++)
+		client_close(&c->cl[i]);
+	return NULL;
+}
+
+__attribute__((format(printf, 3, 4)))
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+int control_start(struct control **out, const char *path, const struct control_deps *deps,
+		  char *err, size_t errlen)
+{
+	*out = NULL;
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	if (!path[0] || strlen(path) >= sizeof(sa.sun_path))
+		return fail(err, errlen, "control path '%s': empty or longer than %zu bytes (the limit "
+			    "of a UNIX socket path)", path, sizeof(sa.sun_path) - 1);
+	strcpy(sa.sun_path, path);
+	struct stat st;
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode))
+			return fail(err, errlen, "control path '%s': exists and is not a socket", path);
+		/* A socket: in use, or left behind by a cvmm that died? */
+		int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		int r = probe >= 0 ? connect(probe, (struct sockaddr *)&sa, sizeof(sa)) : -1;
+		int e = errno;
+		if (probe >= 0)
+			close(probe);
+		if (r == 0)
+			return fail(err, errlen, "control path '%s': another process is listening on it",
+				    path);
+		if (e != ECONNREFUSED || unlink(path) < 0)
+			return fail(err, errlen, "control path '%s': cannot replace the stale socket: %s",
+				    path, strerror(e == ECONNREFUSED ? errno : e));
+	}
+	struct control *c = control_new(deps);
+	if (!c)
+		return fail(err, errlen, "control: out of memory");
+	snprintf(c->path, sizeof(c->path), "%s", path);
+	c->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	c->wake_fd = eventfd(0, EFD_CLOEXEC);
+	if (c->lfd < 0 || c->wake_fd < 0) {
+		fail(err, errlen, "control: socket: %s", strerror(errno));
+		goto bad;
+	}
+	/* 0600: whoever can connect can rewrite the image */
+	mode_t old = umask(0177);
+	int rb = bind(c->lfd, (struct sockaddr *)&sa, sizeof(sa));
+	int eb = errno;
+	umask(old);
+	if (rb < 0) {
+		fail(err, errlen, "control path '%s': %s", path, strerror(eb));
+		goto bad;
+	}
+	if (listen(c->lfd, 16) < 0) {
+		fail(err, errlen, "control path '%s': listen: %s", path, strerror(errno));
+		unlink(path);
+		goto bad;
+	}
+	if (pthread_create(&c->thread, NULL, control_thread, c)) {
+		fail(err, errlen, "control: cannot start its thread");
+		unlink(path);
+		goto bad;
+	}
+	c->running = true;
+	*out = c;
+	return 0;
+bad:
+	if (c->lfd >= 0)
+		close(c->lfd);
+	if (c->wake_fd >= 0)
+		close(c->wake_fd);
+	free(c);
+	return -1;
+}
+
+void control_stop(struct control *c)
+{
+	if (!c)
+		return;
+	if (c->running) {
+		uint64_t one = 1;
+		if (write(c->wake_fd, &one, sizeof(one)) < 0) {
+			/* cannot happen for an eventfd below its maximum */
+		}
+		pthread_join(c->thread, NULL);
+	}
+	if (c->lfd >= 0) {
+		close(c->lfd);
+		unlink(c->path);
+	}
+	if (c->wake_fd >= 0)
+		close(c->wake_fd);
+	free(c);
+}

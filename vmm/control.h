@@ -1,0 +1,67 @@
+/* The control socket: a UNIX stream socket (`cvmm run --control PATH`, or [vm] control) where
+ * host tools talk to a running VM in JSON lines, one request object per line, one reply object
+ * per line. `cvmmctl` (tools/cvmmctl.c) is the ready-made client.
+ *
+ * Requests (file offsets are byte offsets in the backing file of the [pmem] window, which is
+ * also the [blk] disk's file when both name one file):
+ *   {"cmd":"stats"}                                  exits by kind, page-cache and blk counters
+ *   {"cmd":"flush"}                                  write back the window's dirty pages, sync
+ *   {"cmd":"invalidate","offset":N,"length":N}       a host tool changed the file there: the
+ *                                                    external-change protocol (DESIGN.md)
+ *   {"cmd":"host-read","offset":N,"length":N}        coherent read: {"data":"<hex>"}
+ *   {"cmd":"host-write","offset":N,"data":"<hex>"}   coherent write
+ *   {"cmd":"truncate","size":N}                      truncate/extend the file (size: multiple
+ *                                                    of 4096); the window keeps its size and
+ *                                                    reads zeros beyond the end of file
+ * Data is hex: two digits per byte, either case on input, lowercase on output (hex rather than
+ * base64: trivially produced by shell tools, printf %02x in a guest, and python's
+ * bytes.hex(); it doubles the size, which the limits below allow for).
+ * Replies: {"ok":true,...} or {"ok":false,"error":"..."}. A request never stops the VM.
+ *
+ * Limits: a line is at most CONTROL_LINE_MAX bytes (a longer one is answered with an error
+ * and skipped up to its newline); host-read/host-write move at most CONTROL_DATA_MAX bytes;
+ * at most CONTROL_CLIENTS connections at once (one more is told so and closed). One thread
+ * serves every connection (poll), so a slow or silent client holds up no one; a client that
+ * disconnects mid-line just goes away; a reply that cannot be sent within 2 s drops its
+ * client. */
+#ifndef CVMM_CONTROL_H
+#define CVMM_CONTROL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define CONTROL_LINE_MAX  (1u << 20)
+#define CONTROL_DATA_MAX  (256u * 1024)
+#define CONTROL_CLIENTS   8
+
+struct pcache;
+struct blk_dev;
+struct control;
+
+struct control_deps {
+	struct pcache *pc;      /* the [pmem] window's cache; NULL: image commands answer an error */
+	struct blk_dev *blk;    /* for stats; may be NULL */
+	/* offsets must satisfy offset + length <= max(image_limit, size of the file) */
+	uint64_t image_limit;
+	/* writes the VM's exits as a JSON object ({"io": 3, ...}); may be NULL */
+	void (*exits_json)(void *ctx, FILE *f);
+	void *ctx;
+};
+
+/* Create the socket at path (a stale socket left by a dead cvmm is replaced; a live one, or
+ * any other file, is an error) with mode 0600 and start the thread. Returns 0, or -1 with a
+ * one-line message naming the path. */
+int control_start(struct control **out, const char *path, const struct control_deps *deps,
+		  char *err, size_t errlen);
+/* Stop the thread, close every connection, remove the socket. NULL is fine. */
+void control_stop(struct control *c);
+
+/* Answer one request line (without its newline): a malloc'd reply, NUL-terminated, without
+ * a newline. Used by the thread; exposed for unit tests. */
+char *control_handle(struct control *c, const char *line, size_t len);
+/* A control with no socket and no thread, for control_handle in tests. */
+struct control *control_new(const struct control_deps *deps);
+void control_free(struct control *c);
+
+#endif
