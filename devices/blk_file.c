@@ -53,6 +53,22 @@ static void zero_rest(const struct iovec *iov, unsigned n, unsigned i, size_t sk
 		memset((uint8_t *)iov[i].iov_base + skip, 0, iov[i].iov_len - skip);
 }
 
+/* Move the cursor (segment *i, offset *skip in it) forward by `done` bytes. */
+static void iov_advance(const struct iovec *iov, unsigned *i, size_t *skip, size_t done)
+{
+	while (done) {
+		size_t c = iov[*i].iov_len - *skip;
+		if (done >= c) {
+			done -= c;
+			(*i)++;
+			*skip = 0;
+		} else {
+			*skip += done;
+			done = 0;
+		}
+	}
+}
+
 /* preadv/pwritev the whole stream at off, resuming after short transfers. A read that hits
  * the end of a regular file (the window may extend past it: the file grows when written)
  * gets zeroes for the rest. */
@@ -89,35 +105,13 @@ static int xfer(struct blk_file *f, bool wr, const struct iovec *iov, unsigned n
 			struct stat st;
 			if (fstat(f->fd, &st) == 0 && off + (uint64_t)r >= (uint64_t)st.st_size) {
 				/* EOF: O_DIRECT could not even read at the next (unaligned) offset. */
-				size_t left = (size_t)r;
-				while (left) {
-					size_t c = iov[i].iov_len - skip;
-					if (left >= c) {
-						left -= c;
-						i++;
-						skip = 0;
-					} else {
-						skip += left;
-						left = 0;
-					}
-				}
+				iov_advance(iov, &i, &skip, (size_t)r);
 				zero_rest(iov, n, i, skip);
 				return 0;
 			}
 		}
 		off += (uint64_t)r;
-		size_t left = (size_t)r;
-		while (left) {
-			size_t c = iov[i].iov_len - skip;
-			if (left >= c) {
-				left -= c;
-				i++;
-				skip = 0;
-			} else {
-				skip += left;
-				left = 0;
-			}
-		}
+		iov_advance(iov, &i, &skip, (size_t)r);
 		while (i < n && iov[i].iov_len == skip) {
 			i++;
 			skip = 0;
