@@ -9,10 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int file_fail(char *err, size_t errlen, const char *label, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int file_fail(char *err, size_t errlen, const char *label, const char *fmt, ...)
+int fail_labelled(char *err, size_t errlen, const char *label, const char *fmt, ...)
 {
 	if (!err || !errlen)
 		return -1;
@@ -33,27 +30,27 @@ int file_read_all(const char *path, const char *what, uint64_t max, uint8_t **bu
 	snprintf(label, sizeof(label), "%s '%s'", what, path);
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0)
-		return file_fail(err, errlen, label, "%s", strerror(errno));
+		return fail_labelled(err, errlen, label, "%s", strerror(errno));
 	struct stat st;
 	int rc = -1;
 	uint8_t *buf = NULL;
 	size_t len = 0;
 	if (fstat(fd, &st) < 0) {
-		file_fail(err, errlen, label, "%s", strerror(errno));
+		fail_labelled(err, errlen, label, "%s", strerror(errno));
 		goto out;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		file_fail(err, errlen, label, "not a regular file");
+		fail_labelled(err, errlen, label, "not a regular file");
 		goto out;
 	}
 	if ((uint64_t)st.st_size > max) {
-		file_fail(err, errlen, label, "%llu bytes, larger than the %llu MiB limit",
+		fail_labelled(err, errlen, label, "%llu bytes, larger than the %llu MiB limit",
 		      (unsigned long long)st.st_size, (unsigned long long)(max >> 20));
 		goto out;
 	}
 	buf = malloc(st.st_size ? (size_t)st.st_size : 1);
 	if (!buf) {
-		file_fail(err, errlen, label, "out of memory reading %llu bytes",
+		fail_labelled(err, errlen, label, "out of memory reading %llu bytes",
 			  (unsigned long long)st.st_size);
 		goto out;
 	}
@@ -62,7 +59,7 @@ int file_read_all(const char *path, const char *what, uint64_t max, uint8_t **bu
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0) {
-			file_fail(err, errlen, label, "%s", strerror(errno));
+			fail_labelled(err, errlen, label, "%s", strerror(errno));
 			goto out;
 		}
 		if (r == 0)

@@ -3,7 +3,6 @@
 #include "vmm/file.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,21 +25,6 @@ static uint64_t rd64(const uint8_t *p) { return (uint64_t)rd32(p) | (uint64_t)rd
 static void wr16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
 static void wr32(uint8_t *p, uint32_t v) { wr16(p, (uint16_t)v); wr16(p + 2, (uint16_t)(v >> 16)); }
 static void wr64(uint8_t *p, uint64_t v) { wr32(p, (uint32_t)v); wr32(p + 4, (uint32_t)(v >> 32)); }
-
-__attribute__((format(printf, 4, 5)))
-static int lfail(char *err, size_t errlen, const char *label, const char *fmt, ...)
-{
-	if (!err || !errlen)
-		return -1;
-	int n = snprintf(err, errlen, "%s: ", label);
-	if (n >= 0 && (size_t)n < errlen) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
-		va_end(ap);
-	}
-	return -1;
-}
 
 /* ---- telling the kinds apart ------------------------------------------------------------ */
 
@@ -144,13 +128,13 @@ static int place_initrd(const struct linux_params *p, uint32_t initrd_addr_max,
 	if (!p->initrd)
 		return 0;
 	if (p->initrd_len == 0)
-		return lfail(err, errlen, label, "initrd is empty");
+		return fail_labelled(err, errlen, label, "initrd is empty");
 	uint64_t top = p->ram_low;
 	if ((uint64_t)initrd_addr_max + 1 < top)
 		top = (uint64_t)initrd_addr_max + 1;
 	uint64_t size = p->initrd_len;
 	if (size > top || ((top - size) & ~0xfffULL) < b->kernel_hi)
-		return lfail(err, errlen, label,
+		return fail_labelled(err, errlen, label,
 			     "initrd of %zu bytes does not fit between the kernel's end 0x%llx and "
 			     "0x%llx (min of initrd_addr_max 0x%x + 1 and the end of low RAM): "
 			     "give the VM more memory or use a smaller initrd",
@@ -168,7 +152,7 @@ static int write_boot_params(struct guest_mem *mem, const struct linux_params *p
 {
 	uint8_t *bp = guest_mem_ptr(mem, GPA_LINUX_BOOT_PARAMS, BP_SIZE);
 	if (!bp)
-		return lfail(err, errlen, label, "guest RAM too small for boot_params");
+		return fail_labelled(err, errlen, label, "guest RAM too small for boot_params");
 	memset(bp, 0, BP_SIZE);
 	memcpy(bp + BP_HDR, hdr, hdr_len);
 
@@ -201,11 +185,11 @@ static int write_boot_params(struct guest_mem *mem, const struct linux_params *p
 	if (b->initrd_size) {
 		void *dst = guest_mem_ptr(mem, b->initrd_addr, b->initrd_size);
 		if (!dst)
-			return lfail(err, errlen, label, "initrd at 0x%llx is outside guest RAM",
+			return fail_labelled(err, errlen, label, "initrd at 0x%llx is outside guest RAM",
 				     (unsigned long long)b->initrd_addr);
 		memcpy(dst, p->initrd, b->initrd_size);
 	}
-	return linux_write_gdt(mem) ? lfail(err, errlen, label, "guest RAM too small for the GDT")
+	return linux_write_gdt(mem) ? fail_labelled(err, errlen, label, "guest RAM too small for the GDT")
 				    : 0;
 }
 
@@ -226,7 +210,7 @@ static int check_cmdline(const struct linux_params *p, uint32_t max, const char 
 {
 	size_t n = strlen(p->cmdline);
 	if (n > max)
-		return lfail(err, errlen, label,
+		return fail_labelled(err, errlen, label,
 			     "cmdline of %zu bytes is longer than the %u the kernel accepts "
 			     "(cmdline_size)", n, max);
 	return 0;
@@ -242,47 +226,47 @@ int linux_load_bzimage(const void *img, size_t len, struct guest_mem *mem,
 	struct linux_boot lb = { .kind = KERNEL_BZIMAGE };
 
 	if (len < HDR_HEADER + 4 || rd32(b + HDR_HEADER) != HDR_MAGIC)
-		return lfail(err, errlen, label, "not a bzImage (no 'HdrS' boot header at 0x202)");
+		return fail_labelled(err, errlen, label, "not a bzImage (no 'HdrS' boot header at 0x202)");
 	/* The header's own length: it ends at 0x202 + the byte at 0x201 (the jump offset). */
 	size_t hdr_end = HDR_HEADER + b[HDR_JUMP + 1];
 	if (hdr_end > len)
-		return lfail(err, errlen, label,
+		return fail_labelled(err, errlen, label,
 			     "truncated: setup header ends at 0x%zx, file has 0x%zx bytes", hdr_end,
 			     len);
 	lb.version = rd16(b + HDR_VERSION);
 	if (lb.version < LINUX_MIN_VERSION)
-		return lfail(err, errlen, label,
+		return fail_labelled(err, errlen, label,
 			     "boot protocol %u.%02u is older than 2.12: no 64-bit entry (cvmm "
 			     "needs a 64-bit kernel, 3.8 or later)", lb.version >> 8,
 			     lb.version & 0xff);
 	if (hdr_end < HDR_INIT_SIZE + 4)
-		return lfail(err, errlen, label,
+		return fail_labelled(err, errlen, label,
 			     "setup header length 0x%zx is too short for protocol %u.%02u",
 			     hdr_end - BP_HDR, lb.version >> 8, lb.version & 0xff);
 	if (rd16(b + HDR_BOOT_FLAG) != HDR_BOOT_FLAG_MAGIC)
-		return lfail(err, errlen, label, "boot_flag is 0x%04x, not 0xaa55",
+		return fail_labelled(err, errlen, label, "boot_flag is 0x%04x, not 0xaa55",
 			     rd16(b + HDR_BOOT_FLAG));
 	uint16_t xlf = rd16(b + HDR_XLOADFLAGS);
 	if (!(xlf & XLF_KERNEL_64))
-		return lfail(err, errlen, label,
+		return fail_labelled(err, errlen, label,
 			     "no 64-bit entry point (xloadflags 0x%x lacks XLF_KERNEL_64): a 32-bit "
 			     "kernel", xlf);
 	if (!(b[HDR_LOADFLAGS] & LOADFLAGS_LOADED_HIGH))
-		return lfail(err, errlen, label,
+		return fail_labelled(err, errlen, label,
 			     "loadflags 0x%02x: LOADED_HIGH clear (a zImage, not a bzImage)",
 			     b[HDR_LOADFLAGS]);
 
 	unsigned setup_sects = b[HDR_SETUP_SECTS] ? b[HDR_SETUP_SECTS] : 4;
 	uint64_t setup_size = (uint64_t)(setup_sects + 1) * 512;
 	if (setup_size >= len)
-		return lfail(err, errlen, label,
+		return fail_labelled(err, errlen, label,
 			     "setup_sects %u puts the kernel at offset 0x%llx, beyond the file's "
 			     "0x%zx bytes", setup_sects, (unsigned long long)setup_size, len);
 	uint64_t syssize = (uint64_t)rd32(b + HDR_SYSSIZE) * 16;
 	if (syssize == 0)
-		return lfail(err, errlen, label, "syssize is 0: no protected-mode kernel");
+		return fail_labelled(err, errlen, label, "syssize is 0: no protected-mode kernel");
 	if (syssize > len - setup_size)
-		return lfail(err, errlen, label,
+		return fail_labelled(err, errlen, label,
 			     "truncated: syssize says 0x%llx bytes of kernel after the 0x%llx bytes "
 			     "of setup, the file has only 0x%llx", (unsigned long long)syssize,
 			     (unsigned long long)setup_size,
@@ -293,7 +277,7 @@ int linux_load_bzimage(const void *img, size_t len, struct guest_mem *mem,
 	uint64_t load;
 	if (b[HDR_RELOCATABLE]) {
 		if (align == 0 || (align & (align - 1)) || align > (1u << 30))
-			return lfail(err, errlen, label,
+			return fail_labelled(err, errlen, label,
 				     "kernel_alignment 0x%x is not a power of two up to 1 GiB",
 				     align);
 		load = rd64(b + HDR_PREF_ADDRESS);
@@ -305,7 +289,7 @@ int linux_load_bzimage(const void *img, size_t len, struct guest_mem *mem,
 	}
 	uint64_t need = init_size > syssize ? init_size : syssize;
 	if (load > p->ram_low || need > p->ram_low - load)
-		return lfail(err, errlen, label,
+		return fail_labelled(err, errlen, label,
 			     "the kernel needs RAM from 0x%llx to 0x%llx (init_size 0x%x) but RAM "
 			     "below the PCI hole ends at 0x%llx: give the VM more memory",
 			     (unsigned long long)load, (unsigned long long)(load + need), init_size,
@@ -322,7 +306,7 @@ int linux_load_bzimage(const void *img, size_t len, struct guest_mem *mem,
 	/* Everything checked: write guest memory. */
 	void *dst = guest_mem_ptr(mem, load, syssize);
 	if (!dst)
-		return lfail(err, errlen, label, "load address 0x%llx is outside guest RAM",
+		return fail_labelled(err, errlen, label, "load address 0x%llx is outside guest RAM",
 			     (unsigned long long)load);
 	memcpy(dst, b + setup_size, syssize);
 	size_t copy = (hdr_end < HDR_END_MAX ? hdr_end : HDR_END_MAX) - BP_HDR;
@@ -354,10 +338,10 @@ int linux_load_vmlinux(const void *img, size_t len, struct guest_mem *mem,
 	 * VM is not started anyway. */
 	if (elf_load_image(img, len, mem, 0, GPA_RESERVED_END, &li, eerr, sizeof(eerr))) {
 		const char *why = strncmp(eerr, "kernel image: ", 14) ? eerr : eerr + 14;
-		return lfail(err, errlen, label, "%s", why);
+		return fail_labelled(err, errlen, label, "%s", why);
 	}
 	if (li.hi > p->ram_low)
-		return lfail(err, errlen, label,
+		return fail_labelled(err, errlen, label,
 			     "the kernel occupies RAM up to 0x%llx but RAM below the PCI hole ends "
 			     "at 0x%llx: give the VM more memory", (unsigned long long)li.hi,
 			     (unsigned long long)p->ram_low);

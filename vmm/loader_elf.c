@@ -9,7 +9,6 @@
 #include <errno.h>
 #include <gelf.h>
 #include <libelf.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,23 +29,6 @@ struct elf_seg {
 	uint64_t paddr, memsz, filesz, offset;
 	bool exec;
 };
-
-__attribute__((format(printf, 4, 5)))
-static int elf_fail(char *err, size_t errlen, const char *label, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	if (!err || !errlen)
-		return -1;
-	n = snprintf(err, errlen, "%s: ", label);
-	if (n >= 0 && (size_t)n < errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
-		va_end(ap);
-	}
-	return -1;
-}
 
 static uint32_t elf_rd32(const uint8_t *p)
 {
@@ -82,7 +64,7 @@ static int elf_scan_notes(const uint8_t *seg, uint64_t size, uint64_t seg_off, u
 		uint64_t name_at = pos + 12, desc_at = name_at + name_pad;
 
 		if (name_pad > size - name_at || descsz > size - desc_at)
-			return elf_fail(err, errlen, label,
+			return fail_labelled(err, errlen, label,
 					"malformed note in program header %d at offset 0x%llx: namesz 0x%llx descsz 0x%llx beyond segment size 0x%llx",
 					idx, (unsigned long long)(seg_off + pos),
 					(unsigned long long)namesz, (unsigned long long)descsz,
@@ -94,7 +76,7 @@ static int elf_scan_notes(const uint8_t *seg, uint64_t size, uint64_t seg_off, u
 			else if (descsz == 8)
 				out->pvh_entry = elf_rd64(seg + desc_at);
 			else
-				return elf_fail(err, errlen, label,
+				return fail_labelled(err, errlen, label,
 						"PVH entry note has descsz %llu, expected 4 or 8",
 						(unsigned long long)descsz);
 			out->has_pvh = true;
@@ -115,25 +97,25 @@ static int elf_check_load(const GElf_Phdr *ph, int idx, size_t len, const struct
 	uint64_t end;
 
 	if (ph->p_filesz > ph->p_memsz)
-		return elf_fail(err, errlen, label,
+		return fail_labelled(err, errlen, label,
 				"program header %d: filesz 0x%llx larger than memsz 0x%llx", idx,
 				(unsigned long long)ph->p_filesz, (unsigned long long)ph->p_memsz);
 	if (ph->p_filesz && (ph->p_offset > len || ph->p_filesz > len - ph->p_offset))
-		return elf_fail(err, errlen, label,
+		return fail_labelled(err, errlen, label,
 				"truncated: program header %d data at offset 0x%llx+0x%llx beyond file size 0x%zx",
 				idx, (unsigned long long)ph->p_offset,
 				(unsigned long long)ph->p_filesz, len);
 	if (__builtin_add_overflow(ph->p_paddr, ph->p_memsz, &end))
-		return elf_fail(err, errlen, label,
+		return fail_labelled(err, errlen, label,
 				"program header %d: paddr 0x%llx + memsz 0x%llx wraps past 2^64", idx,
 				(unsigned long long)ph->p_paddr, (unsigned long long)ph->p_memsz);
 	if (!guest_mem_ptr(mem, ph->p_paddr, ph->p_memsz))
-		return elf_fail(err, errlen, label,
+		return fail_labelled(err, errlen, label,
 				"program header %d: [0x%llx, 0x%llx) is not inside guest RAM (%llu KiB)",
 				idx, (unsigned long long)ph->p_paddr, (unsigned long long)end,
 				(unsigned long long)(guest_mem_total(mem) >> 10));
 	if (reserved_lo < reserved_hi && ph->p_paddr < reserved_hi && reserved_lo < end)
-		return elf_fail(err, errlen, label,
+		return fail_labelled(err, errlen, label,
 				"program header %d: [0x%llx, 0x%llx) overlaps the range [0x%llx, 0x%llx) reserved for boot tables",
 				idx, (unsigned long long)ph->p_paddr, (unsigned long long)end,
 				(unsigned long long)reserved_lo, (unsigned long long)reserved_hi);
@@ -160,12 +142,12 @@ static int elf_load_phdrs(Elf *elf, const uint8_t *img, size_t len, struct guest
 	bool entry_ok = false;
 
 	if (!gelf_getehdr(elf, &eh))
-		return elf_fail(err, errlen, label, "unreadable ELF header: %s", elf_errmsg(-1));
+		return fail_labelled(err, errlen, label, "unreadable ELF header: %s", elf_errmsg(-1));
 	if (eh.e_machine != EM_X86_64)
-		return elf_fail(err, errlen, label, "not an x86-64 executable (e_machine %u)",
+		return fail_labelled(err, errlen, label, "not an x86-64 executable (e_machine %u)",
 				eh.e_machine);
 	if (eh.e_type != ET_EXEC)
-		return elf_fail(err, errlen, label,
+		return fail_labelled(err, errlen, label,
 				"not a static executable (e_type %u, want ET_EXEC)", eh.e_type);
 	/* Use e_phnum unless it is PN_XNUM (the real count is then in section 0 and libelf
 	 * finds it): libelf fails a table that runs off the end of the file with a bare
@@ -173,19 +155,19 @@ static int elf_load_phdrs(Elf *elf, const uint8_t *img, size_t len, struct guest
 	if (eh.e_phnum != PN_XNUM)
 		phnum = eh.e_phnum;
 	else if (elf_getphdrnum(elf, &phnum) < 0)
-		return elf_fail(err, errlen, label, "unreadable program headers: %s",
+		return fail_labelled(err, errlen, label, "unreadable program headers: %s",
 				elf_errmsg(-1));
 	if (phnum == 0)
-		return elf_fail(err, errlen, label, "no program headers");
+		return fail_labelled(err, errlen, label, "no program headers");
 	if (phnum > ELF_MAX_PHDRS)
-		return elf_fail(err, errlen, label, "%zu program headers, more than the %d allowed",
+		return fail_labelled(err, errlen, label, "%zu program headers, more than the %d allowed",
 				phnum, ELF_MAX_PHDRS);
 	if (eh.e_phentsize != sizeof(Elf64_Phdr))
-		return elf_fail(err, errlen, label, "program header size %u, want %zu",
+		return fail_labelled(err, errlen, label, "program header size %u, want %zu",
 				eh.e_phentsize, sizeof(Elf64_Phdr));
 	if (__builtin_add_overflow(eh.e_phoff, phnum * sizeof(Elf64_Phdr), &tbl_end) ||
 	    tbl_end > len)
-		return elf_fail(err, errlen, label,
+		return fail_labelled(err, errlen, label,
 				"truncated: program header table at offset 0x%llx+0x%zx beyond file size 0x%zx",
 				(unsigned long long)eh.e_phoff, phnum * sizeof(Elf64_Phdr), len);
 
@@ -196,13 +178,13 @@ static int elf_load_phdrs(Elf *elf, const uint8_t *img, size_t len, struct guest
 		int idx = (int)i;
 
 		if (!gelf_getphdr(elf, idx, &ph))
-			return elf_fail(err, errlen, label, "program header %d unreadable: %s", idx,
+			return fail_labelled(err, errlen, label, "program header %d unreadable: %s", idx,
 					elf_errmsg(-1));
 		if (ph.p_type == PT_NOTE && ph.p_filesz) {
 			uint64_t align = ph.p_align == 8 ? 8 : 4;
 
 			if (ph.p_offset > len || ph.p_filesz > len - ph.p_offset)
-				return elf_fail(err, errlen, label,
+				return fail_labelled(err, errlen, label,
 						"truncated: program header %d notes at offset 0x%llx+0x%llx beyond file size 0x%zx",
 						idx, (unsigned long long)ph.p_offset,
 						(unsigned long long)ph.p_filesz, len);
@@ -223,7 +205,7 @@ static int elf_load_phdrs(Elf *elf, const uint8_t *img, size_t len, struct guest
 			const struct elf_seg *a = &segs[j], *b = &segs[nseg];
 
 			if (a->paddr < b->paddr + b->memsz && b->paddr < a->paddr + a->memsz)
-				return elf_fail(err, errlen, label,
+				return fail_labelled(err, errlen, label,
 						"program headers %d and %d overlap in guest memory",
 						a->idx, b->idx);
 		}
@@ -231,7 +213,7 @@ static int elf_load_phdrs(Elf *elf, const uint8_t *img, size_t len, struct guest
 	}
 
 	if (nseg == 0)
-		return elf_fail(err, errlen, label, "no loadable (PT_LOAD) segments");
+		return fail_labelled(err, errlen, label, "no loadable (PT_LOAD) segments");
 	for (int j = 0; j < nseg; j++) {
 		const struct elf_seg *s = &segs[j];
 
@@ -243,7 +225,7 @@ static int elf_load_phdrs(Elf *elf, const uint8_t *img, size_t len, struct guest
 			out->hi = s->paddr + s->memsz;
 	}
 	if (!entry_ok)
-		return elf_fail(err, errlen, label,
+		return fail_labelled(err, errlen, label,
 				"entry point 0x%llx is not inside any executable loaded segment",
 				(unsigned long long)eh.e_entry);
 
@@ -273,27 +255,27 @@ static int elf_load_labelled(const void *buf, size_t len, struct guest_mem *mem,
 	/* The identification bytes are checked by hand first: the messages are clearer than
 	 * libelf's, and it guarantees libelf never needs to byte-swap (i.e. write) the image. */
 	if (len < SELFMAG && (len == 0 || !memcmp(img, ELFMAG, len)))
-		return elf_fail(err, errlen, label,
+		return fail_labelled(err, errlen, label,
 				"truncated: %zu bytes, smaller than an ELF header", len);
 	if (len < SELFMAG || memcmp(img, ELFMAG, SELFMAG))
-		return elf_fail(err, errlen, label, "not an ELF file (bad magic)");
+		return fail_labelled(err, errlen, label, "not an ELF file (bad magic)");
 	if (len < sizeof(Elf64_Ehdr))
-		return elf_fail(err, errlen, label,
+		return fail_labelled(err, errlen, label,
 				"truncated: %zu bytes, smaller than an ELF header", len);
 	if (img[EI_CLASS] != ELFCLASS64)
-		return elf_fail(err, errlen, label, "not a 64-bit ELF (class %u)", img[EI_CLASS]);
+		return fail_labelled(err, errlen, label, "not a 64-bit ELF (class %u)", img[EI_CLASS]);
 	if (img[EI_DATA] != ELFDATA2LSB)
-		return elf_fail(err, errlen, label, "not a little-endian ELF (data encoding %u)",
+		return fail_labelled(err, errlen, label, "not a little-endian ELF (data encoding %u)",
 				img[EI_DATA]);
 
 	if (elf_version(EV_CURRENT) == EV_NONE)
-		return elf_fail(err, errlen, label, "libelf: %s", elf_errmsg(-1));
+		return fail_labelled(err, errlen, label, "libelf: %s", elf_errmsg(-1));
 	/* elf_memory() takes a non-const pointer but only reads a native-endian image. */
 	elf = elf_memory((char *)(uintptr_t)buf, len);
 	if (!elf)
-		return elf_fail(err, errlen, label, "libelf: %s", elf_errmsg(-1));
+		return fail_labelled(err, errlen, label, "libelf: %s", elf_errmsg(-1));
 	if (elf_kind(elf) != ELF_K_ELF)
-		rc = elf_fail(err, errlen, label, "not an ELF file");
+		rc = fail_labelled(err, errlen, label, "not an ELF file");
 	else
 		rc = elf_load_phdrs(elf, img, len, mem, reserved_lo, reserved_hi, &info, label,
 				    err, errlen);
