@@ -1130,8 +1130,14 @@ static int file_writev_any(struct pcache *pc, uint64_t off, const struct iovec *
 		iov_copy(iov, n, from - off, b + (from - c), cend - from, false);
 		r = file_write(pc, b, aend - c, c);
 	}
-	/* The aligned tail may have extended the file past what was asked for. */
-	if (!r && end > fsize && ((end + A - 1) & ~(A - 1)) > end)
+	/* The aligned tail may have extended the file past what was asked for: trim it back, but
+	 * only if the file still ends exactly where our tail put it. fsize is from before the
+	 * write; a concurrent truncate that restored the size, or another writer past `end`,
+	 * may have grown the file since, and trimming then would shrink the file under them
+	 * (found by test_blk_pcache_threads: the file ended shorter than the window). */
+	uint64_t tail = (end + A - 1) & ~(A - 1);
+	if (!r && end > fsize && tail > end && fstat(pc->fd, &st) == 0 &&
+	    (uint64_t)st.st_size == tail)
 		if (ftruncate(pc->fd, (off_t)end) < 0)
 			r = -errno;
 	free(b);
