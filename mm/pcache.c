@@ -97,6 +97,11 @@ struct pcache {
 
 	pthread_mutex_t break_lock; /* one break at a time (they are rare; keeps BREAKING simple) */
 	pthread_mutex_t rmw_lock;   /* sub-block read-modify-write beyond the cached range */
+	/* Innermost. Held across an unaligned-tail write's "size before, write, trim back" and
+	 * around truncate's ftruncate, so the trim can tell its own extension from a truncate's:
+	 * without it a truncate that restored the size between the write and the trim was undone
+	 * (test_blk_pcache_threads: the file ended shorter than the window). */
+	pthread_mutex_t size_lock;
 
 	pthread_mutex_t inj_lock;
 	struct pcache_inject inj;
@@ -187,6 +192,12 @@ static void iov_advance(const struct iovec *iov, unsigned n, unsigned *i, size_t
 	}
 }
 
+/* x meets the O_DIRECT fd's offset/length alignment */
+static bool aligned(const struct pcache *pc, uint64_t x)
+{
+	return (x & (pc->dio_align - 1)) == 0;
+}
+
 /* preadv/pwritev the whole stream at off, resuming after short transfers. A read that reaches
  * the end of the file fills the rest with zeros (with O_DIRECT an unaligned end of file gives
  * a short read and the next read at the unaligned offset would fail with EINVAL, so the end
@@ -231,8 +242,15 @@ static int file_rwv(struct pcache *pc, bool wr, const struct iovec *iov, unsigne
 				return -EIO;
 			eof = true;
 		} else if (!wr && (size_t)r < want) {
+			/* A short read of a regular file stops at its end. The file may have grown
+			 * again since (a truncate into the window and back): fstat then says "not
+			 * the end", but the read already saw the end, and the regrown part reads as
+			 * zeros. With O_DIRECT an unaligned stop can only be that end, and resuming
+			 * there would fail with EINVAL (test_blk_pcache_threads: a fault became a
+			 * machine check, a pin failed). */
 			struct stat st;
-			eof = fstat(pc->fd, &st) == 0 && off + (uint64_t)r >= (uint64_t)st.st_size;
+			eof = (pc->direct && !aligned(pc, off + (uint64_t)r)) ||
+			      (fstat(pc->fd, &st) == 0 && off + (uint64_t)r >= (uint64_t)st.st_size);
 		}
 		off += (uint64_t)r;
 		iov_advance(iov, n, &i, &skip, (size_t)r);
@@ -1030,11 +1048,6 @@ int pcache_external_change(struct pcache *pc, uint64_t off, uint64_t len)
 
 /* ---- direct I/O -------------------------------------------------------------------------- */
 
-static bool aligned(const struct pcache *pc, uint64_t x)
-{
-	return (x & (pc->dio_align - 1)) == 0;
-}
-
 static uint64_t iov_total(const struct iovec *iov, unsigned n)
 {
 	uint64_t t = 0;
@@ -1112,10 +1125,14 @@ static int file_writev_any(struct pcache *pc, uint64_t off, const struct iovec *
 	uint8_t *b;
 	if (posix_memalign((void **)&b, 4096, BOUNCE))
 		return -ENOMEM;
-	struct stat st;
-	uint64_t fsize = fstat(pc->fd, &st) == 0 ? (uint64_t)st.st_size : 0;
 	uint64_t A = pc->dio_align;
 	uint64_t end = off + len;
+	uint64_t tail = (end + A - 1) & ~(A - 1);
+	/* An unaligned end may push the file's size past `end`: see size_lock. */
+	if (tail > end)
+		pthread_mutex_lock(&pc->size_lock);
+	struct stat st;
+	uint64_t fsize = fstat(pc->fd, &st) == 0 ? (uint64_t)st.st_size : 0;
 	int r = 0;
 	for (uint64_t c = off & ~(A - 1); c < end && !r; c += BOUNCE) {
 		uint64_t cend = c + BOUNCE < end ? c + BOUNCE : end;
@@ -1130,16 +1147,16 @@ static int file_writev_any(struct pcache *pc, uint64_t off, const struct iovec *
 		iov_copy(iov, n, from - off, b + (from - c), cend - from, false);
 		r = file_write(pc, b, aend - c, c);
 	}
-	/* The aligned tail may have extended the file past what was asked for: trim it back, but
-	 * only if the file still ends exactly where our tail put it. fsize is from before the
-	 * write; a concurrent truncate that restored the size, or another writer past `end`,
-	 * may have grown the file since, and trimming then would shrink the file under them
-	 * (found by test_blk_pcache_threads: the file ended shorter than the window). */
-	uint64_t tail = (end + A - 1) & ~(A - 1);
+	/* The aligned tail may have extended the file past what was asked for: trim it back.
+	 * size_lock keeps truncates out from the size sample to here; another writer past `end`
+	 * would have grown the file beyond `tail` (writers of the same block are serialized by
+	 * the page locks or rmw_lock), so "ends exactly at tail" means "our extension". */
 	if (!r && end > fsize && tail > end && fstat(pc->fd, &st) == 0 &&
 	    (uint64_t)st.st_size == tail)
 		if (ftruncate(pc->fd, (off_t)end) < 0)
 			r = -errno;
+	if (tail > end)
+		pthread_mutex_unlock(&pc->size_lock);
 	free(b);
 	return r;
 }
@@ -1436,11 +1453,17 @@ enum break_op { BREAK_PUNCH, BREAK_ZERO, BREAK_TRUNCATE };
 static int break_file(struct pcache *pc, uint64_t off, uint64_t len, enum break_op op)
 {
 	if (op == BREAK_TRUNCATE) {
+		int r = 0;
+		pthread_mutex_lock(&pc->size_lock);
 		while (ftruncate(pc->fd, (off_t)off) < 0)
-			if (errno != EINTR)
-				return -errno;
-		__atomic_store_n(&pc->meta_dirty, 1, __ATOMIC_RELEASE);
-		return 0;
+			if (errno != EINTR) {
+				r = -errno;
+				break;
+			}
+		pthread_mutex_unlock(&pc->size_lock);
+		if (!r)
+			__atomic_store_n(&pc->meta_dirty, 1, __ATOMIC_RELEASE);
+		return r;
 	}
 	return file_zero_range(pc, off, len, op == BREAK_ZERO);
 }
@@ -1629,6 +1652,7 @@ static void pcache_free(struct pcache *pc)
 	pthread_mutex_destroy(&pc->err_lock);
 	pthread_mutex_destroy(&pc->break_lock);
 	pthread_mutex_destroy(&pc->rmw_lock);
+	pthread_mutex_destroy(&pc->size_lock);
 	pthread_mutex_destroy(&pc->inj_lock);
 	free(pc);
 }
@@ -1700,6 +1724,7 @@ int pcache_open(const char *path, uint64_t size, bool readonly, struct pcache **
 	pthread_mutex_init(&pc->err_lock, NULL);
 	pthread_mutex_init(&pc->break_lock, NULL);
 	pthread_mutex_init(&pc->rmw_lock, NULL);
+	pthread_mutex_init(&pc->size_lock, NULL);
 	pthread_mutex_init(&pc->inj_lock, NULL);
 	int r = -1;
 

@@ -127,10 +127,17 @@ static void *guest(void *p)
 		uint64_t v = a->ops * 0x9e3779b97f4a7c15ULL;
 		bool wr = rnd(&a->seed, 3) == 0;
 		int r = shadow_fake_access(a->e->fk, ENV_BASE + off, wr, &v, 8);
-		if (r == 1)
-			CHECK(pcache_fault(a->e->m, ENV_BASE + off, wr ? PCACHE_STORE : PCACHE_LOAD, &v,
-					   8) == PCACHE_FAULT_DONE);
-		else
+		if (r == 1) {
+			int fr = pcache_fault(a->e->m, ENV_BASE + off, wr ? PCACHE_STORE : PCACHE_LOAD,
+					      &v, 8);
+			if (fr != PCACHE_FAULT_DONE) {
+				char st[1024];
+				pcache_stats_line(a->e->pc, st, sizeof(st));
+				fprintf(stderr, "fault %s at window offset %#llx: result %d errno %d\n%s\n",
+					wr ? "store" : "load", (unsigned long long)off, fr, errno, st);
+			}
+			CHECK(fr == PCACHE_FAULT_DONE);
+		} else
 			CHECK(r == 0);
 		a->ops++;
 		__atomic_store_n(&progress[a->id], a->ops, __ATOMIC_RELAXED);
