@@ -42,6 +42,7 @@ int blk_init(struct blk_dev *b, struct blk_backend *be, char *err, size_t errlen
 	else
 		b->offered |= (1ULL << VIRTIO_BLK_F_DISCARD) | (1ULL << VIRTIO_BLK_F_WRITE_ZEROES);
 	b->features = b->offered;
+	b->workers = BLK_WORKERS_DEFAULT;
 
 	struct virtio_blk_config *c = &b->cfg;
 	c->capacity = htole64(b->capacity);
@@ -439,6 +440,15 @@ static void blk_reset(void *dev)
 	__atomic_store_n(&b->features, b->offered, __ATOMIC_RELEASE);
 }
 
+/* Requests may run concurrently: blk_handle keeps its state in the request, the stats are
+ * atomic, both backends are thread-safe (blk_file: O_DIRECT I/O needs no lock, the bounce
+ * path takes one; blk_pcache: mm/pcache.h), and the order of overlapping requests in flight
+ * is not defined by virtio (the driver waits for one before it depends on it). */
+static unsigned blk_workers(void *dev)
+{
+	return ((struct blk_dev *)dev)->workers;
+}
+
 const struct virtio_dev_ops blk_virtio_ops = {
 	.device_id = VIRTIO_ID_BLOCK,
 	.pci_class = 0x018000, /* mass storage, other */
@@ -452,4 +462,5 @@ const struct virtio_dev_ops blk_virtio_ops = {
 	.config_write = blk_config_write,
 	.handle = blk_handle,
 	.reset = blk_reset,
+	.workers = blk_workers,
 };

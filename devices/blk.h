@@ -225,7 +225,13 @@ struct blk_dev {
 	const struct blk_dma_ops *dma; /* NULL: no window (translated segments cannot occur) */
 	void *dma_ctx;                 /* owned: dma->destroy at blk_destroy */
 	const char *backend_name;      /* "file" or "pcache" (stats) */
+	/* Requests run at once (devices/vq_exec.h); BLK_WORKERS_DEFAULT unless set before the
+	 * transport is created ([blk] workers). 1 = one at a time on the queue's I/O thread. */
+	unsigned workers;
 };
+
+#define BLK_WORKERS_DEFAULT 16
+#define BLK_WORKERS_MAX     64
 
 /* Takes ownership of be. */
 int blk_init(struct blk_dev *b, struct blk_backend *be, char *err, size_t errlen);

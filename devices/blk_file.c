@@ -1,16 +1,18 @@
 /* The file backend of virtio-blk: a window [offset, offset + size) of a regular file or block
- * device, opened O_DIRECT unless [blk] direct = off. Synchronous preadv/pwritev on the
- * queue's I/O thread (one request in flight per queue; io_uring would add queue depth, see
- * the note in blk.h's users).
+ * device, opened O_DIRECT unless [blk] direct = off. Synchronous preadv/pwritev, called by
+ * the queue's workers (devices/vq_exec.h), so up to [blk] workers requests are in the kernel
+ * at once: `make bench` QD16 random 4 KiB went from 0.40x QEMU to level with it.
  *
  * O_DIRECT wants the file offset, every segment length and every buffer address aligned
  * (statx STATX_DIOALIGN tells how much). Guest buffers are usually page-aligned (Linux) but
  * need not be: an aligned request goes straight between guest RAM and the disk; any other
  * goes through an aligned bounce buffer, in 1 MiB chunks, with read-modify-write of the
  * partial blocks at either end of a write. The window is a whole number of 4 KiB blocks and
- * the alignment at most 4 KiB, so the RMW never touches bytes outside the window. One
- * request runs at a time per queue; the bounce lock keeps RMW atomic should several queues
- * share a backend. */
+ * the alignment at most 4 KiB, so the RMW never touches bytes outside the window.
+ * Concurrency: aligned requests need no lock. The bounce path runs under f->lock, which keeps
+ * each RMW atomic against the others; an aligned request covers every block it touches
+ * wholly, so it can share a block with a bounced one only by overlapping it, and the order
+ * of overlapping requests in flight is the driver's business (5.2.6.4). */
 #include "devices/blk.h"
 
 #include <errno.h>

@@ -71,6 +71,9 @@ static int blk_setup(struct vm *vm, char *err, size_t errlen)
 		return -1;
 	}
 	vm->blk->backend_name = shared ? "pcache" : "file";
+	_Static_assert(CONFIG_MAX_BLK_WORKERS == BLK_WORKERS_MAX, "[blk] workers bound");
+	if (c->workers)
+		vm->blk->workers = c->workers;
 	const struct guest_mem *mem = &vm->mem;
 	if (vm->pmem) {
 		void *ctx;

@@ -62,11 +62,16 @@ struct virtio_dev_ops {
 	void (*config_read)(void *dev, uint32_t off, void *data, unsigned size);
 	void (*config_write)(void *dev, uint32_t off, const void *data, unsigned size);
 	/* Execute one request popped from queue `q`; runs on that queue's I/O thread, one
-	 * request at a time per queue. Returns the used length (bytes written into the chain).
+	 * request at a time per queue, unless workers() says more may run at once (then on
+	 * worker threads). Returns the used length (bytes written into the chain).
 	 * req->error may be set: the device completes the bad chain as best it can. */
 	uint32_t (*handle)(void *dev, unsigned q, struct vq_req *req);
 	/* Driver reset: every queue is already stopped and idle. */
 	void (*reset)(void *dev);
+	/* How many requests of one queue may be handled at the same time (devices/vq_exec.h).
+	 * NULL or 1: one at a time, on the queue's I/O thread. More requires handle() to be
+	 * safe on several threads at once. */
+	unsigned (*workers)(void *dev);
 };
 
 /* Drain a queue: pop, handle, push, until it is empty (with notification suppression

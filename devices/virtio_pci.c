@@ -111,8 +111,12 @@ static void *queue_thread(void *arg)
 					      VIRTIO_STATUS_DEVICE_NEEDS_RESET)) ==
 			    VIRTIO_STATUS_DRIVER_OK) {
 			bool broken = false;
-			q->completed += virtio_queue_drain(&q->vq, &q->req, vp->ops, vp->dev, q->index,
-							   &q->stop, &broken, notify_queue, q);
+			if (q->exec_on)
+				q->completed += vq_exec_drain(&q->exec, &q->stop, &broken);
+			else
+				q->completed += virtio_queue_drain(&q->vq, &q->req, vp->ops, vp->dev,
+								   q->index, &q->stop, &broken,
+								   notify_queue, q);
 			if (broken) {
 				rl_log(vp->rl, "queue %u: %s: device needs reset", q->index, q->vq.why);
 				set_needs_reset(vp);
@@ -130,11 +134,14 @@ static void kick(struct virtio_pci_queue *q)
 		rl_log(q->vp->rl, "queue %u: kick: %s", q->index, strerror(errno));
 }
 
-/* Take the queue away from its I/O thread (waits for the request in flight) and forget it. */
+/* Take the queue away from its I/O thread and its workers (waits for the requests in flight)
+ * and forget it. */
 static void queue_stop(struct virtio_pci_queue *q)
 {
 	__atomic_store_n(&q->stop, 1, __ATOMIC_RELEASE);
 	pthread_mutex_lock(&q->lock);
+	if (q->exec_on)
+		vq_exec_quiesce(&q->exec);
 	q->live = false;
 	memset(&q->vq, 0, sizeof(q->vq));
 	__atomic_store_n(&q->stop, 0, __ATOMIC_RELEASE);
@@ -630,6 +637,14 @@ int virtio_pci_init(struct virtio_pci *vp, struct pci_host *host, const struct g
 			snprintf(err, errlen, "%s: out of memory", name);
 			return -1;
 		}
+		unsigned w = ops->workers ? ops->workers(dev) : 1;
+		if (w > 1) {
+			if (vq_exec_init(&q->exec, w, cap, &q->vq, ops, dev, i, notify_queue, q)) {
+				snprintf(err, errlen, "%s: %u workers: out of memory", name, w);
+				return -1;
+			}
+			q->exec_on = true;
+		}
 		q->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		q->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		if (q->kick_fd < 0 || q->stop_fd < 0) {
@@ -656,6 +671,8 @@ void virtio_pci_destroy(struct virtio_pci *vp)
 				perror("cvmm: virtio stop");
 			pthread_join(q->thread, NULL);
 		}
+		if (q->exec_on)
+			vq_exec_destroy(&q->exec); /* after the I/O thread: nothing pops any more */
 		if (q->ioeventfd)
 			ioeventfd_set(vp, q, q->ioeventfd_addr, false);
 		if (q->kick_fd >= 0)

@@ -14,9 +14,12 @@
  *
  * Threads: vCPUs access registers under vp->lock. Every queue has one I/O thread that sleeps
  * in poll() on the queue's kick eventfd and a stop eventfd, and drains the ring holding
- * q->lock. A driver reset (status 0) sets q->stop, takes q->lock (so it waits for the
- * request in flight, never more) and tears the queue down before answering the write.
- * Lock order: pci_dev.lock -> vp->lock -> q->lock -> msix lock -> route lock. */
+ * q->lock. A device whose requests may run concurrently (ops->workers > 1, e.g. virtio-blk)
+ * has them run by the queue's executor (vq_exec.h): the I/O thread pops, workers handle and
+ * push. A driver reset (status 0) sets q->stop, takes q->lock (so it waits for the request
+ * the I/O thread is on), waits for the executor's requests in flight, never more, and tears
+ * the queue down before answering the write.
+ * Lock order: pci_dev.lock -> vp->lock -> q->lock -> vq_exec lock -> msix lock -> route lock. */
 #ifndef CVMM_VIRTIO_PCI_H
 #define CVMM_VIRTIO_PCI_H
 
@@ -27,6 +30,7 @@
 #include "devices/pci.h"
 #include "devices/virtio.h"
 #include "devices/virtqueue.h"
+#include "devices/vq_exec.h"
 #include "vmm/guest_mem.h"
 
 #define VPCI_BAR          0
@@ -83,7 +87,11 @@ struct virtio_pci_queue {
 	pthread_mutex_t lock;
 	bool live;              /* rings validated and mapped into vq */
 	struct virtq vq;
-	struct vq_req req;
+	struct vq_req req;      /* the request being handled when exec_on is false */
+	/* ops->workers > 1: the I/O thread pops, the executor's workers run and push; a stop
+	 * also waits for them (vq_exec_quiesce) */
+	struct vq_exec exec;
+	bool exec_on;
 	int stop;               /* atomic: a reset wants the queue; finish the current request */
 	int kick_fd, stop_fd;
 	pthread_t thread;

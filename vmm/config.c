@@ -64,6 +64,7 @@ static const struct key_desc config_keys[] = {
 	{ "blk", "size", KEY_SIZE, FIELD(blk.size) },
 	{ "blk", "readonly", KEY_BOOL, FIELD(blk.readonly) },
 	{ "blk", "direct", KEY_BOOL, FIELD(blk.direct) },
+	{ "blk", "workers", KEY_UINT, FIELD(blk.workers) },
 };
 
 __attribute__((format(printf, 3, 4)))
@@ -608,5 +609,8 @@ int config_validate(const struct vm_config *c, char *err, size_t errlen)
 	}
 	if (c->blk.present && !c->blk.path[0])
 		return config_fail(err, errlen, "blk path: not set ([blk] path = FILE)");
+	if (c->blk.workers > CONFIG_MAX_BLK_WORKERS)
+		return config_fail(err, errlen, "blk workers: %u is more than %u", c->blk.workers,
+				   CONFIG_MAX_BLK_WORKERS);
 	return 0;
 }

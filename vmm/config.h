@@ -14,6 +14,7 @@
 #define CONFIG_PATH_MAX 4096
 #define CONFIG_CMDLINE_MAX 2048
 #define CONFIG_MAX_CPUS 64
+#define CONFIG_MAX_BLK_WORKERS 64 /* = BLK_WORKERS_MAX */
 
 struct pmem_config {
 	bool present;          /* a [pmem] section (or flag) was given */
@@ -31,6 +32,7 @@ struct blk_config {
 	uint64_t size;         /* 0 = rest of the file */
 	bool readonly;
 	bool direct;           /* O_DIRECT (default on) */
+	unsigned workers;      /* requests run at once; 0 = the device's default (16) */
 };
 
 struct vm_config {

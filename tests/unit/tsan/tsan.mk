@@ -1,4 +1,5 @@
-# ThreadSanitizer build of the threaded page-cache tests (tests/unit/test_pcache_pin.c).
+# ThreadSanitizer build of the threaded tests (the page cache's pins and breaks, the blk
+# paths over it, the virtqueue executor).
 #
 # TSan cannot be linked with the ASan library, so the test is compiled together with the mm/
 # sources (which depend on nothing outside mm/ but headers). To hook into `make test`, add to
@@ -12,9 +13,17 @@
 # Standalone: make -f Makefile -f tests/unit/tsan/tsan.mk tsan
 
 TSAN_FLAGS := -O1 -g -fsanitize=thread -fno-omit-frame-pointer
-TSAN_SRCS  := tests/unit/test_pcache_pin.c tests/unit/test_blk_pcache_threads.c
+TSAN_SRCS  := tests/unit/test_pcache_pin.c tests/unit/test_blk_pcache_threads.c \
+	      tests/unit/test_vq_exec.c
 TSAN_BINS  := $(TSAN_SRCS:tests/unit/%.c=$(B)/tsan/%)
 MM_SRCS    := $(sort $(wildcard mm/*.c))
+# the queue executor and what it stands on (no KVM, no mm/). -Wno-tsan: TSan does not model
+# the virtqueue's two fences (they order guest-visible ring fields, not our threads)
+VQ_SRCS    := devices/vq_exec.c devices/virtqueue.c devices/virtio.c vmm/guest_mem.c
+
+$(B)/tsan/test_vq_exec: tests/unit/test_vq_exec.c $(VQ_SRCS) $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(filter-out -O2,$(CFLAGS)) $(TSAN_FLAGS) -Wno-tsan -o $@ $< $(VQ_SRCS) -lcmocka $(LDLIBS)
 
 $(B)/tsan/%: tests/unit/%.c $(MM_SRCS) $(HDRS)
 	@mkdir -p $(dir $@)

@@ -1,0 +1,184 @@
+/* A queue's request executor: see vq_exec.h. */
+#include "devices/vq_exec.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int vq_exec_init(struct vq_exec *ex, unsigned max, unsigned req_cap, struct virtq *vq,
+		 const struct virtio_dev_ops *ops, void *dev, unsigned qidx,
+		 void (*notify)(void *ctx), void *ctx)
+{
+	memset(ex, 0, sizeof(*ex));
+	if (max < 1 || max > VQ_EXEC_MAX)
+		return -1;
+	ex->jobs = calloc(max, sizeof(*ex->jobs));
+	if (!ex->jobs)
+		return -1;
+	for (unsigned i = 0; i < max; i++) {
+		if (vq_req_init(&ex->jobs[i].req, req_cap)) {
+			while (i--)
+				vq_req_free(&ex->jobs[i].req);
+			free(ex->jobs);
+			ex->jobs = NULL;
+			return -1;
+		}
+		ex->jobs[i].next = i + 1 < max ? &ex->jobs[i + 1] : NULL;
+	}
+	ex->free = &ex->jobs[0];
+	ex->tail = &ex->head;
+	ex->max = max;
+	pthread_mutex_init(&ex->lock, NULL);
+	pthread_cond_init(&ex->work, NULL);
+	pthread_cond_init(&ex->done, NULL);
+	ex->vq = vq;
+	ex->ops = ops;
+	ex->dev = dev;
+	ex->qidx = qidx;
+	ex->notify = notify;
+	ex->ctx = ctx;
+	return 0;
+}
+
+static void *worker(void *arg)
+{
+	struct vq_exec *ex = arg;
+	pthread_mutex_lock(&ex->lock);
+	for (;;) {
+		while (!ex->head && !ex->quit) {
+			ex->idle++;
+			pthread_cond_wait(&ex->work, &ex->lock);
+			ex->idle--;
+		}
+		struct vq_job *j = ex->head;
+		if (!j)
+			break; /* quit, and nothing left to run */
+		ex->head = j->next;
+		if (!ex->head)
+			ex->tail = &ex->head;
+		pthread_mutex_unlock(&ex->lock);
+
+		uint32_t len = ex->ops->handle(ex->dev, ex->qidx, &j->req);
+
+		pthread_mutex_lock(&ex->lock);
+		virtq_push(ex->vq, j->req.head, len);
+		if (virtq_should_notify(ex->vq))
+			ex->notify(ex->ctx);
+		j->next = ex->free;
+		ex->free = j;
+		ex->inflight--;
+		pthread_cond_broadcast(&ex->done);
+	}
+	pthread_mutex_unlock(&ex->lock);
+	return NULL;
+}
+
+/* ex->lock held: a job was queued; make sure a thread will take it. */
+static void wake_worker(struct vq_exec *ex)
+{
+	if (ex->idle) {
+		pthread_cond_signal(&ex->work);
+		return;
+	}
+	if (ex->nthreads < ex->max) {
+		if (pthread_create(&ex->threads[ex->nthreads], NULL, worker, ex) == 0) {
+			ex->nthreads++;
+			return;
+		}
+		/* Not fatal while one thread runs: the job waits for it. Say so once. */
+		if (!ex->why[0])
+			snprintf(ex->why, sizeof(ex->why), "queue %u: cannot start worker %u of %u",
+				 ex->qidx, ex->nthreads + 1, ex->max);
+	}
+	/* every thread is busy (or none could be added): the next one to finish takes it */
+}
+
+unsigned vq_exec_drain(struct vq_exec *ex, const int *stop, bool *broken)
+{
+	struct virtq *vq = ex->vq;
+	unsigned popped = 0;
+	*broken = false;
+	do {
+		virtq_disable_notify(vq);
+		for (;;) {
+			pthread_mutex_lock(&ex->lock);
+			/* All jobs in flight: wait for one. A reset that sets *stop meanwhile is
+			 * seen after that (bounded: the in-flight requests finish). */
+			while (!ex->free && !__atomic_load_n(stop, __ATOMIC_ACQUIRE))
+				pthread_cond_wait(&ex->done, &ex->lock);
+			struct vq_job *j = ex->free;
+			if (!j || __atomic_load_n(stop, __ATOMIC_ACQUIRE)) {
+				pthread_mutex_unlock(&ex->lock);
+				goto out;
+			}
+			ex->free = j->next;
+			pthread_mutex_unlock(&ex->lock);
+
+			/* The pop side of the ring is ours alone: no lock needed. */
+			int r = virtq_pop(vq, &j->req);
+
+			pthread_mutex_lock(&ex->lock);
+			if (r != VQ_POP_OK) {
+				j->next = ex->free;
+				ex->free = j;
+				pthread_mutex_unlock(&ex->lock);
+				if (r == VQ_POP_BROKEN) {
+					*broken = true;
+					goto out; /* the driver must reset; what is in flight completes */
+				}
+				break;
+			}
+			j->next = NULL;
+			*ex->tail = j;
+			ex->tail = &j->next;
+			if (++ex->inflight > ex->peak)
+				ex->peak = ex->inflight;
+			wake_worker(ex);
+			if (!ex->nthreads) {
+				/* No thread at all (thread creation failed): run it here. */
+				ex->head = NULL;
+				ex->tail = &ex->head;
+				pthread_mutex_unlock(&ex->lock);
+				uint32_t len = ex->ops->handle(ex->dev, ex->qidx, &j->req);
+				pthread_mutex_lock(&ex->lock);
+				virtq_push(vq, j->req.head, len);
+				if (virtq_should_notify(vq))
+					ex->notify(ex->ctx);
+				j->next = ex->free;
+				ex->free = j;
+				ex->inflight--;
+			}
+			pthread_mutex_unlock(&ex->lock);
+			popped++;
+		}
+	} while (!__atomic_load_n(stop, __ATOMIC_ACQUIRE) && virtq_enable_notify(vq));
+out:
+	return popped;
+}
+
+void vq_exec_quiesce(struct vq_exec *ex)
+{
+	pthread_mutex_lock(&ex->lock);
+	while (ex->inflight)
+		pthread_cond_wait(&ex->done, &ex->lock);
+	pthread_mutex_unlock(&ex->lock);
+}
+
+void vq_exec_destroy(struct vq_exec *ex)
+{
+	if (!ex->jobs)
+		return;
+	pthread_mutex_lock(&ex->lock);
+	ex->quit = true;
+	pthread_cond_broadcast(&ex->work);
+	pthread_mutex_unlock(&ex->lock);
+	for (unsigned i = 0; i < ex->nthreads; i++)
+		pthread_join(ex->threads[i], NULL);
+	for (unsigned i = 0; i < ex->max; i++)
+		vq_req_free(&ex->jobs[i].req);
+	free(ex->jobs);
+	ex->jobs = NULL;
+	pthread_cond_destroy(&ex->work);
+	pthread_cond_destroy(&ex->done);
+	pthread_mutex_destroy(&ex->lock);
+}
