@@ -129,7 +129,8 @@ static void test_every_key(void **state)
 		"offset = 1M\n"
 		"size = 8G\n"
 		"readonly = on\n"
-		"direct = off\n";
+		"direct = off\n"
+		"workers = 4\n";
 
 	(void)state;
 	assert_int_equal(parse(&c, text, err, sizeof(err)), 0);
@@ -155,6 +156,7 @@ static void test_every_key(void **state)
 	assert_int_equal(c.blk.size, 8 * GIB);
 	assert_true(c.blk.readonly);
 	assert_false(c.blk.direct);
+	assert_int_equal(c.blk.workers, 4);
 }
 
 static void test_sections_set_present(void **state)
@@ -619,6 +621,12 @@ static void test_validate(void **state)
 	assert_err_has(err, "blk", "path", NULL);
 	snprintf(c->blk.path, sizeof(c->blk.path), "disk.img");
 	assert_int_equal(config_validate(c, err, sizeof(err)), 0);
+	/* workers: 0 = the device's default, up to 64 */
+	c->blk.workers = CONFIG_MAX_BLK_WORKERS;
+	assert_int_equal(config_validate(c, err, sizeof(err)), 0);
+	c->blk.workers = CONFIG_MAX_BLK_WORKERS + 1;
+	assert_int_equal(config_validate(c, err, sizeof(err)), -1);
+	assert_err_has(err, "blk workers", "65", NULL);
 }
 
 int main(void)
