@@ -375,15 +375,20 @@ static int write_run(struct pcache *pc, uint64_t p, uint64_t n)
 		return r;
 	}
 	STAT_ADD(pc, pages_written, n);
+	STAT_ADD(pc, wb_writes, 1);
 	return 0;
 }
 
 /* Writeback callback for one dh1 word of hints: for each hinted page that is DIRTY, lock it and
  * extend a run over following hinted DIRTY pages that can be locked without waiting (ascending
- * order, so this never deadlocks with a fault or invalidation), clear DIRTY, write, unlock. */
+ * order, so this never deadlocks with a fault or invalidation), clear DIRTY, write, unlock.
+ * A run that reaches the end of the word goes on over the DIRTY pages after it, up to MAX_RUN
+ * and the end of the range (*arg, a page number): their hints stay set and find them clean
+ * later (DIRTY, not the hint, says what must be written). Without that, every run stopped at
+ * a 256 KiB boundary: a FLUSH of 4096 dirty pages was 64 writes, not 16 (11.6 -> 9.0 ms). */
 static int wb_word(struct pcache *pc, uint64_t first, uint64_t bits, void *arg)
 {
-	(void)arg;
+	uint64_t pend = *(const uint64_t *)arg;
 	int ret = 0;
 	STAT_ADD(pc, wb_pages_examined, __builtin_popcountll(bits));
 	while (bits) {
@@ -407,6 +412,16 @@ static int wb_word(struct pcache *pc, uint64_t first, uint64_t bits, void *arg)
 				break;
 			}
 			bits &= ~(1ULL << (b + n));
+			n++;
+		}
+		while (b + n >= 64 && p + n < pend && n < MAX_RUN) {
+			uint32_t *w = &pc->flags[p + n];
+			if (!(page_flags(w) & PG_DIRTY) || !page_trylock(w))
+				break;
+			if (!page_test_clear_dirty(w)) {
+				page_unlock(w);
+				break;
+			}
 			n++;
 		}
 		race_delay(pc); /* DIRTY cleared, hint taken, not yet written: the f2 window */
@@ -955,7 +970,7 @@ int pcache_writeback_range(struct pcache *pc, uint64_t off, uint64_t len)
 		record_error(pc, EIO);
 		r = -EIO;
 	}
-	int r2 = hints_take(pc, p0, p1, wb_word, NULL);
+	int r2 = hints_take(pc, p0, p1, wb_word, &p1);
 	pthread_rwlock_unlock(&pc->wb_lock);
 	/* ... and wait: a page another thread took the hint of (or laundered) before our
 	 * hints_take is being written by it right now; that write must be in the file before we
@@ -1980,7 +1995,7 @@ void pcache_stats_json(struct pcache *pc, FILE *f)
 	fprintf(f, "{\"faults\": {\"load_absent\": %llu, \"store_absent\": %llu, "
 		   "\"store_readonly\": %llu, \"fetch\": %llu, \"waited_breaking\": %llu}, "
 		   "\"pages_read\": %llu, \"pages_zeroed\": %llu, \"pages_written\": %llu, "
-		   "\"flushes\": %llu, "
+		   "\"wb_writes\": %llu, \"flushes\": %llu, "
 		   "\"flush_s\": %.6f, \"mkwrite\": %llu, \"mkwrite_enospc\": %llu, "
 		   "\"read_errors\": %llu, \"write_errors\": %llu, \"stores_discarded\": %llu, "
 		   "\"slot_maps\": %llu, \"slot_unmaps\": %llu, \"harvests\": %llu, "
@@ -1992,7 +2007,7 @@ void pcache_stats_json(struct pcache *pc, FILE *f)
 		   "\"wb_pages_examined\": %llu}",
 		U(s.fault_load_absent), U(s.fault_store_absent), U(s.fault_store_readonly),
 		U(s.fault_fetch), U(s.fault_wait_breaking), U(s.pages_read), U(s.pages_zeroed),
-		U(s.pages_written),
+		U(s.pages_written), U(s.wb_writes),
 		U(s.flushes), (double)s.flush_ns / 1e9, U(s.mkwrite_runs), U(s.mkwrite_enospc),
 		U(s.read_errors), U(s.write_errors), U(s.stores_discarded), U(s.slot_maps),
 		U(s.slot_unmaps), U(s.harvests), U(s.pages_harvested), U(s.invalidations),

@@ -229,6 +229,7 @@ struct pcache_stats {
 	uint64_t fault_load_absent, fault_store_absent, fault_store_readonly, fault_fetch;
 	uint64_t fault_wait_breaking;
 	uint64_t pages_read, pages_zeroed, pages_written; /* zeroed: holes, not read */
+	uint64_t wb_writes;             /* file writes that wrote those pages (runs) */
 	uint64_t flushes, flush_ns;
 	uint64_t mkwrite_runs, mkwrite_enospc, read_errors, write_errors;
 	uint64_t stores_discarded;

@@ -239,6 +239,35 @@ static void test_writeback_cost_scales_with_dirt(void **state)
 	env_close(&e);
 }
 
+/* Contiguous dirt is written in runs of up to 1 MiB, across the 64-page hint words; a range
+ * writeback stops at the end of its range even when the dirt goes on. */
+static void test_writeback_runs_cross_hint_words(void **state)
+{
+	(void)state;
+	struct env e = { 0 };
+	assert_int_equal(env_open(&e, 32 * MIB, 32 * MIB, 2 * MIB, true), 0);
+	/* 4096 pages from page 32 (not word-aligned), and pages 6000..6099 */
+	for (uint64_t p = 32; p < 32 + 4096; p++)
+		assert_int_equal(env_store8(&e, p * 4096 + 8, p), PCACHE_FAULT_DONE);
+	for (uint64_t p = 6000; p < 6100; p++)
+		assert_int_equal(env_store8(&e, p * 4096 + 16, p), PCACHE_FAULT_DONE);
+	/* a range writeback of pages [6000, 6050): 50 pages in one write, none after */
+	assert_int_equal(pcache_writeback_range(e.pc, 6000 * 4096ULL, 50 * 4096), 0);
+	struct pcache_stats s = env_stats(&e);
+	assert_int_equal(s.pages_written, 50);
+	assert_int_equal(s.wb_writes, 1);
+	assert_true(pcache_page_flags(e.pc, 6050 * 4096ULL) & PG_DIRTY);
+	/* the rest: the 4096 pages in runs of 256 counted from where each run starts (16
+	 * writes; with runs cut at every hint word it was 65), and the 50 pages left at 6050 */
+	uint64_t c = pcache_errseq_sample(e.pc);
+	assert_int_equal(pcache_flush(e.pc, &c), 0);
+	s = env_stats(&e);
+	assert_int_equal(s.pages_written, 50 + 4096 + 50);
+	assert_int_equal(s.wb_writes, 1 + 16 + 1);
+	assert_int_equal(env_file_mismatch(&e), -1);
+	env_close(&e);
+}
+
 struct race { struct env *e; int fired; uint64_t off_same, off_other; };
 
 static void inject_store(struct shadow_fake *f, uint32_t g, void *arg)
@@ -610,6 +639,7 @@ int main(void)
 		cmocka_unit_test(test_readonly_to_writable_upgrade),
 		cmocka_unit_test(test_writeback_exact_pages),
 		cmocka_unit_test(test_writeback_cost_scales_with_dirt),
+		cmocka_unit_test(test_writeback_runs_cross_hint_words),
 		cmocka_unit_test(test_store_between_harvest_and_copy),
 		cmocka_unit_test(test_flush_error_once_per_device),
 		cmocka_unit_test(test_populate_then_flush_writes_nothing),
