@@ -33,6 +33,14 @@ $(B)/obj/%.o: %.c $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
+# `cvmm --version` is compiled into main.o: rebuild it when the version changes, not only when
+# main.c does (else a commit that touched only devices/ kept printing the old version).
+$(B)/version.stamp: FORCE
+	@mkdir -p $(B); echo '$(VERSION)' | cmp -s - $@ || echo '$(VERSION)' > $@
+$(B)/obj/vmm/main.o: $(B)/version.stamp
+FORCE:
+.PHONY: FORCE
+
 $(B)/asan/%.o: %.c $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(filter-out -O2,$(CFLAGS)) $(SANFLAGS) -c $< -o $@
