@@ -402,8 +402,9 @@ static int wb_word(struct pcache *pc, uint64_t first, uint64_t bits, void *arg)
 			page_unlock(&pc->flags[p]);
 			continue;
 		}
+		/* the run: the hinted pages after p in this word, then any DIRTY page up to pend */
 		uint64_t n = 1;
-		while (b + n < 64 && (bits & 1ULL << (b + n)) && n < MAX_RUN) {
+		while (n < MAX_RUN && (b + n < 64 ? (bits >> (b + n)) & 1 : p + n < pend)) {
 			uint32_t *w = &pc->flags[p + n];
 			if (!(page_flags(w) & PG_DIRTY) || !page_trylock(w))
 				break;
@@ -411,17 +412,8 @@ static int wb_word(struct pcache *pc, uint64_t first, uint64_t bits, void *arg)
 				page_unlock(w);
 				break;
 			}
-			bits &= ~(1ULL << (b + n));
-			n++;
-		}
-		while (b + n >= 64 && p + n < pend && n < MAX_RUN) {
-			uint32_t *w = &pc->flags[p + n];
-			if (!(page_flags(w) & PG_DIRTY) || !page_trylock(w))
-				break;
-			if (!page_test_clear_dirty(w)) {
-				page_unlock(w);
-				break;
-			}
+			if (b + n < 64)
+				bits &= ~(1ULL << (b + n));
 			n++;
 		}
 		race_delay(pc); /* DIRTY cleared, hint taken, not yet written: the f2 window */

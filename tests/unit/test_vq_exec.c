@@ -165,6 +165,15 @@ static unsigned reap(struct fx *f, uint8_t *inflight)
 	return n;
 }
 
+/* The driver offers heads [0, n) at once. */
+static void offer_first(struct fx *f, uint8_t *inflight, uint16_t n)
+{
+	for (uint16_t h = 0; h < n; h++) {
+		offer(f, h);
+		inflight[h] = 1;
+	}
+}
+
 /* 16 requests offered together run together: the gate opens only when 16 handlers are
  * inside at once (times out, and fails, if the executor ran them one by one). */
 static void test_parallel(void **state)
@@ -172,10 +181,7 @@ static void test_parallel(void **state)
 	struct fx *f = *state;
 	uint8_t inflight[QSZ] = { 0 };
 	f->want_together = 16;
-	for (uint16_t h = 0; h < 16; h++) {
-		offer(f, h);
-		inflight[h] = 1;
-	}
+	offer_first(f, inflight, 16);
 	int stop = 0;
 	bool broken = true;
 	assert_int_equal(vq_exec_drain(&f->ex, &stop, &broken), 16);
@@ -197,10 +203,7 @@ static void test_bounded_and_stop(void **state)
 	struct fx *f = *state;
 	uint8_t inflight[QSZ] = { 0 };
 	f->max_sleep_us = 2000;
-	for (uint16_t h = 0; h < 40; h++) {
-		offer(f, h);
-		inflight[h] = 1;
-	}
+	offer_first(f, inflight, 40);
 	int stop = 0;
 	bool broken;
 	assert_int_equal(vq_exec_drain(&f->ex, &stop, &broken), 40);
