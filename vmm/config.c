@@ -118,7 +118,7 @@ static int config_parse_decimal(const char *s, uint64_t max, uint64_t *out)
 	return 0;
 }
 
-static int config_hex_digit(char ch)
+int config_hex_digit(char ch)
 {
 	if (ch >= '0' && ch <= '9')
 		return ch - '0';

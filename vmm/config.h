@@ -53,6 +53,9 @@ struct vm_config {
 	char base_dir[CONFIG_PATH_MAX];
 };
 
+/* The value of hex digit ch (0-9, a-f, A-F), or -1. Also used by the control socket. */
+int config_hex_digit(char ch);
+
 /* Defaults: mem 256M, cpus 1, serial stdio, blk.direct on. */
 void config_defaults(struct vm_config *c);
 

@@ -20,6 +20,7 @@
 
 #include "devices/blk.h"
 #include "mm/pcache.h"
+#include "vmm/config.h"
 #include "vmm/control_json.h"
 
 struct client {
@@ -66,17 +67,6 @@ static void put_hex(FILE *f, const uint8_t *b, size_t n)
 		fputc(dig[b[i] & 15], f);
 	}
 	fputc('"', f);
-}
-
-static int unhex(char ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
 }
 
 /* ---- arguments ---------------------------------------------------------------------------- */
@@ -244,7 +234,7 @@ static int cmd_host_write(struct control *c, FILE *f, const struct cj_object *o)
 	if (!buf)
 		return reply_err(c, f, "host-write: out of memory");
 	for (uint64_t i = 0; i < len; i++) {
-		int hi = unhex(d->str[2 * i]), lo = unhex(d->str[2 * i + 1]);
+		int hi = config_hex_digit(d->str[2 * i]), lo = config_hex_digit(d->str[2 * i + 1]);
 		if (hi < 0 || lo < 0) {
 			free(buf);
 			return reply_err(c, f, "\"data\": not a hex digit at position %llu",
