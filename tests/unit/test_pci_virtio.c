@@ -33,6 +33,7 @@ struct fakedev {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	int handled, bad, resets;
+	int inside;             /* handlers running now */
 	bool block, in_handler;
 	uint64_t features;
 	uint8_t config[8];
@@ -78,10 +79,12 @@ static uint32_t fd_handle(void *d, unsigned q, struct vq_req *r)
 	(void)q;
 	pthread_mutex_lock(&f->lock);
 	f->in_handler = true;
+	f->inside++;
 	pthread_cond_broadcast(&f->cond);
 	while (f->block)
 		pthread_cond_wait(&f->cond, &f->lock);
 	f->in_handler = false;
+	f->inside--;
 	f->handled++;
 	if (r->error)
 		f->bad++;
@@ -101,7 +104,31 @@ static const struct virtio_dev_ops fake_ops = {
 	.handle = fd_handle, .reset = fd_reset,
 };
 
+static unsigned fd_workers(void *d)
+{
+	(void)d;
+	return 4;
+}
+
+/* The same device with requests run by the queue executor (devices/vq_exec.h). */
+static const struct virtio_dev_ops fake_ops_workers = {
+	.device_id = 42, .pci_class = 0xff0000, .num_queues = 2, .queue_size_max = QMAX,
+	.max_chain = QMAX, .config_size = 8, .features = fd_features,
+	.set_features = fd_set_features, .config_read = fd_cfg_read, .config_write = fd_cfg_write,
+	.handle = fd_handle, .reset = fd_reset, .workers = fd_workers,
+};
+
+static int setup_ops(void **state, const struct virtio_dev_ops *ops);
 static int setup(void **state)
+{
+	return setup_ops(state, &fake_ops);
+}
+static int setup_workers(void **state)
+{
+	return setup_ops(state, &fake_ops_workers);
+}
+
+static int setup_ops(void **state, const struct virtio_dev_ops *ops)
 {
 	struct fx *x = calloc(1, sizeof(*x));
 	char err[160];
@@ -114,7 +141,7 @@ static int setup(void **state)
 	pthread_cond_init(&x->dev.cond, NULL);
 	memcpy(x->dev.config, "cfgbytes", 8);
 	ratelimit_init(&x->rl, "virtio-test", 100);
-	assert_int_equal(virtio_pci_init(&x->vp, &x->h, &x->mem, &fake_ops, &x->dev, "virtio-test",
+	assert_int_equal(virtio_pci_init(&x->vp, &x->h, &x->mem, ops, &x->dev, "virtio-test",
 					 &x->rl, err, sizeof(err)), 0);
 	x->bar = x->vp.pdev.bar[0].mapped_at;
 	assert_true(x->vp.pdev.bar[0].mapped);
@@ -125,6 +152,12 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fx *x = *state;
+	/* a test that failed with the device blocked: let the requests finish, or the destroy
+	 * (which joins the threads running them) would wait forever */
+	pthread_mutex_lock(&x->dev.lock);
+	x->dev.block = false;
+	pthread_cond_broadcast(&x->dev.cond);
+	pthread_mutex_unlock(&x->dev.lock);
 	virtio_pci_destroy(&x->vp);
 	pci_host_destroy(&x->h);
 	ratelimit_destroy(&x->rl);
@@ -605,6 +638,45 @@ static void test_reset_waits_for_inflight(void **state)
 	assert_int_equal(x->dev.handled, 1);
 }
 
+/* With workers, requests run at once, and a reset waits for every one of them. */
+static void test_reset_waits_for_all_workers(void **state)
+{
+	struct fx *x = *state;
+	bring_up(x);
+	pthread_mutex_lock(&x->dev.lock);
+	x->dev.block = true;
+	pthread_mutex_unlock(&x->dev.lock);
+	post(x, 0);
+	post(x, 2);
+	post(x, 4);
+	pthread_mutex_lock(&x->dev.lock);
+	struct timespec dl;
+	clock_gettime(CLOCK_REALTIME, &dl);
+	dl.tv_sec += 5;
+	while (x->dev.inside < 3)
+		if (pthread_cond_timedwait(&x->dev.cond, &x->dev.lock, &dl))
+			break;
+	int inside = x->dev.inside;
+	pthread_mutex_unlock(&x->dev.lock);
+	assert_int_equal(inside, 3); /* three requests in the device at the same time */
+	struct resetter r = { .x = x };
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, do_reset, &r), 0);
+	usleep(100000);
+	assert_int_equal(__atomic_load_n(&r.done, __ATOMIC_ACQUIRE), 0); /* still waiting */
+	pthread_mutex_lock(&x->dev.lock);
+	x->dev.block = false;
+	pthread_cond_broadcast(&x->dev.cond);
+	pthread_mutex_unlock(&x->dev.lock);
+	pthread_join(t, NULL);
+	assert_int_equal(status(x), 0);
+	assert_int_equal(x->dev.handled, 3);
+	assert_int_equal(used_idx(x), 3); /* all three completed before the reset answered */
+	cw(x, VPCI_NOTIFY_OFF, 2, 0);
+	usleep(20000);
+	assert_int_equal(x->dev.handled, 3);
+}
+
 static void test_pci_cfg_window(void **state)
 {
 	struct fx *x = *state;
@@ -733,6 +805,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_broken_ring_needs_reset, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_chain_does_not_break, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reset_waits_for_inflight, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reset_waits_for_all_workers, setup_workers,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_requests_processed, setup_workers, teardown),
 		cmocka_unit_test_setup_teardown(test_pci_cfg_window, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bar_move_keeps_notify, setup, teardown),
 		cmocka_unit_test(test_kvm_ioeventfd_irqfd),
