@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "devices/blk.h"
+#include "tests/unit/test_blk_req.h"
 #include "devices/virtqueue.h"
 
 #define RAM_SIZE  (8u << 20)
@@ -203,29 +204,12 @@ static int teardown(void **state)
 }
 
 /* ---- building requests ---- */
-struct seg {
-	uint64_t gpa;
-	uint32_t len;
-	bool wr;
-};
 
 /* Chain the segments into descriptors 0..n-1, offer, pop, handle, push. Returns used.len. */
 static uint32_t submit(struct fx *f, const struct seg *s, int n)
 {
-	struct virtq_desc *d = (struct virtq_desc *)(f->ram + DESC_GPA);
-	for (int i = 0; i < n; i++) {
-		d[i].addr = s[i].gpa;
-		d[i].len = s[i].len;
-		d[i].flags = (uint16_t)((s[i].wr ? VIRTQ_DESC_F_WRITE : 0) |
-					(i + 1 < n ? VIRTQ_DESC_F_NEXT : 0));
-		d[i].next = (uint16_t)(i + 1);
-	}
-	struct virtq_avail *a = (struct virtq_avail *)(f->ram + AVAIL_GPA);
-	a->ring[f->avail % QSZ] = 0;
-	a->idx = ++f->avail;
-	assert_int_equal(virtq_pop(&f->q, &f->r), VQ_POP_OK);
-	uint32_t len = blk_handle(&f->b, 0, &f->r);
-	virtq_push(&f->q, f->r.head, len);
+	uint32_t len = blk_req_submit(f->ram, DESC_GPA, AVAIL_GPA, QSZ, &f->avail, &f->q, &f->r,
+				      &f->b, s, n);
 	struct virtq_used *u = (struct virtq_used *)(f->ram + USED_GPA);
 	assert_int_equal(u->ring[(f->avail - 1) % QSZ].len, len);
 	return len;

@@ -22,6 +22,7 @@
 #include <time.h>
 
 #include "devices/blk.h"
+#include "tests/unit/test_blk_req.h"
 #include "devices/virtqueue.h"
 #include "tests/unit/test_pcache_env.h"
 
@@ -131,29 +132,12 @@ static int setup_2m_off(void **s) { return setup(s, &c2m_off); }
 
 /* ---- requests ---------------------------------------------------------------------------- */
 
-struct seg {
-	uint64_t gpa;
-	uint32_t len;
-	bool wr;
-};
 
 /* Chain the segments, offer, pop, handle, push. Returns used.len. */
 static uint32_t submit(struct bx *x, const struct seg *s, int n)
 {
-	struct virtq_desc *d = (struct virtq_desc *)(x->ram + DESC_GPA);
-	for (int i = 0; i < n; i++) {
-		d[i].addr = s[i].gpa;
-		d[i].len = s[i].len;
-		d[i].flags = (uint16_t)((s[i].wr ? VIRTQ_DESC_F_WRITE : 0) |
-					(i + 1 < n ? VIRTQ_DESC_F_NEXT : 0));
-		d[i].next = (uint16_t)(i + 1);
-	}
-	struct virtq_avail *a = (struct virtq_avail *)(x->ram + AVAIL_GPA);
-	a->ring[x->avail % QSZ] = 0;
-	a->idx = ++x->avail;
-	assert_int_equal(virtq_pop(&x->q, &x->r), VQ_POP_OK);
-	uint32_t len = blk_handle(&x->b, 0, &x->r);
-	virtq_push(&x->q, x->r.head, len);
+	uint32_t len = blk_req_submit(x->ram, DESC_GPA, AVAIL_GPA, QSZ, &x->avail, &x->q, &x->r,
+				      &x->b, s, n);
 	return len;
 }
 

@@ -26,13 +26,6 @@
 
 #include "tests/unit/test_pcache_env.h"
 
-#define CHECK(c)                                                                   \
-	do {                                                                           \
-		if (!(c)) {                                                                \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c); \
-			abort();                                                               \
-		}                                                                          \
-	} while (0)
 
 #ifndef HAMMER_SCALE
 #define HAMMER_SCALE 1

@@ -153,4 +153,14 @@ static inline struct pcache_stats env_stats(struct env *e)
 	return s;
 }
 
+/* For the threaded tests: cmocka's assert_* longjmp to the test's frame, so they must not be
+ * used from another thread; this prints where and aborts. */
+#define CHECK(c)                                                                   \
+	do {                                                                           \
+		if (!(c)) {                                                                \
+			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c); \
+			abort();                                                               \
+		}                                                                          \
+	} while (0)
+
 #endif

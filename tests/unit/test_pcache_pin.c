@@ -15,15 +15,6 @@
 
 #include "tests/unit/test_pcache_env.h"
 
-/* cmocka's assert_* longjmp to the test's frame: not from another thread. */
-#define CHECK(c)                                                                   \
-	do {                                                                           \
-		if (!(c)) {                                                                \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c); \
-			abort();                                                               \
-		}                                                                          \
-	} while (0)
-
 #ifndef HAMMER_SCALE
 #define HAMMER_SCALE 1
 #endif
