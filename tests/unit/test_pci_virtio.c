@@ -149,15 +149,21 @@ static int setup_ops(void **state, const struct virtio_dev_ops *ops)
 	return 0;
 }
 
+/* Make the fake device's handler wait (on) or let it go (off). */
+static void set_block(struct fx *x, bool on)
+{
+	pthread_mutex_lock(&x->dev.lock);
+	x->dev.block = on;
+	pthread_cond_broadcast(&x->dev.cond);
+	pthread_mutex_unlock(&x->dev.lock);
+}
+
 static int teardown(void **state)
 {
 	struct fx *x = *state;
 	/* a test that failed with the device blocked: let the requests finish, or the destroy
 	 * (which joins the threads running them) would wait forever */
-	pthread_mutex_lock(&x->dev.lock);
-	x->dev.block = false;
-	pthread_cond_broadcast(&x->dev.cond);
-	pthread_mutex_unlock(&x->dev.lock);
+	set_block(x, false);
 	virtio_pci_destroy(&x->vp);
 	pci_host_destroy(&x->h);
 	ratelimit_destroy(&x->rl);
@@ -602,13 +608,25 @@ static void *do_reset(void *arg)
 	return NULL;
 }
 
+/* A vCPU writes device_status 0 while the device is blocked in requests: the write must not
+ * return before they finish. Checks that it still waits after 100 ms, then unblocks. */
+static void reset_while_blocked(struct fx *x)
+{
+	struct resetter r = { .x = x };
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, do_reset, &r), 0);
+	usleep(100000);
+	assert_int_equal(__atomic_load_n(&r.done, __ATOMIC_ACQUIRE), 0); /* still waiting */
+	set_block(x, false);
+	pthread_join(t, NULL);
+	assert_int_equal(r.done, 1);
+}
+
 static void test_reset_waits_for_inflight(void **state)
 {
 	struct fx *x = *state;
 	bring_up(x);
-	pthread_mutex_lock(&x->dev.lock);
-	x->dev.block = true;
-	pthread_mutex_unlock(&x->dev.lock);
+	set_block(x, true);
 	post(x, 0);
 	post(x, 2);
 	pthread_mutex_lock(&x->dev.lock);
@@ -616,17 +634,7 @@ static void test_reset_waits_for_inflight(void **state)
 		pthread_cond_wait(&x->dev.cond, &x->dev.lock);
 	pthread_mutex_unlock(&x->dev.lock);
 	/* a vCPU resets while the first request is in the device */
-	struct resetter r = { .x = x };
-	pthread_t t;
-	assert_int_equal(pthread_create(&t, NULL, do_reset, &r), 0);
-	usleep(100000);
-	assert_int_equal(__atomic_load_n(&r.done, __ATOMIC_ACQUIRE), 0); /* still waiting */
-	pthread_mutex_lock(&x->dev.lock);
-	x->dev.block = false;
-	pthread_cond_broadcast(&x->dev.cond);
-	pthread_mutex_unlock(&x->dev.lock);
-	pthread_join(t, NULL);
-	assert_int_equal(r.done, 1);
+	reset_while_blocked(x);
 	assert_int_equal(status(x), 0);
 	/* the request in flight completed; the second was not started (stop is honoured
 	 * between requests) */
@@ -643,9 +651,7 @@ static void test_reset_waits_for_all_workers(void **state)
 {
 	struct fx *x = *state;
 	bring_up(x);
-	pthread_mutex_lock(&x->dev.lock);
-	x->dev.block = true;
-	pthread_mutex_unlock(&x->dev.lock);
+	set_block(x, true);
 	post(x, 0);
 	post(x, 2);
 	post(x, 4);
@@ -659,16 +665,7 @@ static void test_reset_waits_for_all_workers(void **state)
 	int inside = x->dev.inside;
 	pthread_mutex_unlock(&x->dev.lock);
 	assert_int_equal(inside, 3); /* three requests in the device at the same time */
-	struct resetter r = { .x = x };
-	pthread_t t;
-	assert_int_equal(pthread_create(&t, NULL, do_reset, &r), 0);
-	usleep(100000);
-	assert_int_equal(__atomic_load_n(&r.done, __ATOMIC_ACQUIRE), 0); /* still waiting */
-	pthread_mutex_lock(&x->dev.lock);
-	x->dev.block = false;
-	pthread_cond_broadcast(&x->dev.cond);
-	pthread_mutex_unlock(&x->dev.lock);
-	pthread_join(t, NULL);
+	reset_while_blocked(x);
 	assert_int_equal(status(x), 0);
 	assert_int_equal(x->dev.handled, 3);
 	assert_int_equal(used_idx(x), 3); /* all three completed before the reset answered */
