@@ -611,7 +611,7 @@ def main():
     have_chart = False if a.no_chart else chart(rows, png)
 
     print()
-    print(f"cvmm {meta['cvmm']} vs {meta['qemu']} (q35) vs the host; {meta['kernel']}, "
+    print(f"{meta['cvmm']} vs {meta['qemu']} (q35) vs the host; {meta['kernel']}, "
           f"{meta['cpus']} CPUs; median of {a.reps} runs, {a.secs} s per blk row")
     print("(+ higher is better, - lower is better; ±: half the range of the runs; "
           "%host: share of the host's own speed)")
