@@ -49,6 +49,8 @@ static void *worker(void *arg)
 			ex->idle++;
 			pthread_cond_wait(&ex->work, &ex->lock);
 			ex->idle--;
+			if (ex->wakeups)
+				ex->wakeups--;
 		}
 		struct vq_job *j = ex->head;
 		if (!j)
@@ -73,10 +75,14 @@ static void *worker(void *arg)
 	return NULL;
 }
 
-/* ex->lock held: a job was queued; make sure a thread will take it. */
+/* ex->lock held: a job was queued; make sure a thread will take it. A sleeping worker that
+ * was signalled but has not woken yet still counts as idle: `wakeups` says how many of the
+ * idle are already spoken for, so a burst of jobs larger than the idle workers starts new
+ * threads instead of signalling the same sleepers again (and waiting for them). */
 static void wake_worker(struct vq_exec *ex)
 {
-	if (ex->idle) {
+	if (ex->idle > ex->wakeups) {
+		ex->wakeups++;
 		pthread_cond_signal(&ex->work);
 		return;
 	}
@@ -86,11 +92,14 @@ static void wake_worker(struct vq_exec *ex)
 			return;
 		}
 		/* Not fatal while one thread runs: the job waits for it. Say so once. */
-		if (!ex->why[0])
+		if (!ex->why[0]) {
 			snprintf(ex->why, sizeof(ex->why), "queue %u: cannot start worker %u of %u",
 				 ex->qidx, ex->nthreads + 1, ex->max);
+			fprintf(stderr, "cvmm: virtio: %s: requests wait for the running ones\n",
+				ex->why);
+		}
 	}
-	/* every thread is busy (or none could be added): the next one to finish takes it */
+	/* every thread is busy or spoken for: the next one to finish takes it */
 }
 
 unsigned vq_exec_drain(struct vq_exec *ex, const int *stop, bool *broken)

@@ -44,6 +44,7 @@ struct vq_exec {
 	struct vq_job *head, **tail; /* popped, waiting for a worker (FIFO) */
 	unsigned max;             /* jobs = the most requests in flight = the most threads */
 	unsigned nthreads, idle;  /* started; waiting for work */
+	unsigned wakeups;         /* idle ones signalled and not yet awake */
 	unsigned inflight;        /* popped and not yet pushed */
 	unsigned peak;            /* the most ever in flight (stats, tests) */
 	bool quit;

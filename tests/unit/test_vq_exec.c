@@ -195,6 +195,34 @@ static void test_parallel(void **state)
 	assert_true(__atomic_load_n(&f->notified, __ATOMIC_RELAXED) >= 1);
 }
 
+/* A burst larger than the idle workers: new threads start for the rest, instead of the jobs
+ * waiting for the sleepers that were already signalled (the gate needs all 8 inside). */
+static void test_burst_beyond_idle(void **state)
+{
+	struct fx *f = *state;
+	uint8_t inflight[QSZ] = { 0 };
+	int stop = 0;
+	bool broken;
+	f->want_together = 4;
+	offer_first(f, inflight, 4);
+	assert_int_equal(vq_exec_drain(&f->ex, &stop, &broken), 4);
+	vq_exec_quiesce(&f->ex);
+	assert_int_equal(reap(f, inflight), 4);
+	assert_int_equal(f->ex.nthreads, 4);
+	usleep(20000); /* let the four go back to sleep */
+	f->want_together = 8;
+	f->peak = 0;
+	for (uint16_t h = 10; h < 18; h++) {
+		offer(f, h);
+		inflight[h] = 1;
+	}
+	assert_int_equal(vq_exec_drain(&f->ex, &stop, &broken), 8);
+	vq_exec_quiesce(&f->ex);
+	assert_int_equal(f->gate_timeouts, 0);
+	assert_int_equal(f->peak, 8);
+	assert_int_equal(reap(f, inflight), 8);
+}
+
 /* More requests than workers: the drain waits for a free job, never runs more than 4 at a
  * time, and every one completes. A stop set before the drain pops nothing; quiesce after a
  * drain returns only when all are back. */
@@ -324,6 +352,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_parallel, setup16, teardown),
 		cmocka_unit_test_setup_teardown(test_bounded_and_stop, setup4, teardown),
+		cmocka_unit_test_setup_teardown(test_burst_beyond_idle, setup16, teardown),
 		cmocka_unit_test_setup_teardown(test_stream, setup16, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
