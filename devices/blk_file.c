@@ -14,6 +14,7 @@
  * wholly, so it can share a block with a bounced one only by overlapping it, and the order
  * of overlapping requests in flight is the driver's business (5.2.6.4). */
 #include "devices/blk.h"
+#include "mm/iov.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -48,29 +49,6 @@ static struct blk_file *F(struct blk_backend *be)
 	return (struct blk_file *)be;
 }
 
-/* Zero the stream from segment i, byte skip, to the end. */
-static void zero_rest(const struct iovec *iov, unsigned n, unsigned i, size_t skip)
-{
-	for (; i < n; i++, skip = 0)
-		memset((uint8_t *)iov[i].iov_base + skip, 0, iov[i].iov_len - skip);
-}
-
-/* Move the cursor (segment *i, offset *skip in it) forward by `done` bytes. */
-static void iov_advance(const struct iovec *iov, unsigned *i, size_t *skip, size_t done)
-{
-	while (done) {
-		size_t c = iov[*i].iov_len - *skip;
-		if (done >= c) {
-			done -= c;
-			(*i)++;
-			*skip = 0;
-		} else {
-			*skip += done;
-			done = 0;
-		}
-	}
-}
-
 /* preadv/pwritev the whole stream at off, resuming after short transfers. A read that hits
  * the end of a regular file (the window may extend past it: the file grows when written)
  * gets zeroes for the rest. */
@@ -100,20 +78,20 @@ static int xfer(struct blk_file *f, bool wr, const struct iovec *iov, unsigned n
 		if (r == 0) {
 			if (wr)
 				return -EIO;
-			zero_rest(iov, n, i, skip);
+			iov_zero_rest(iov, n, i, skip);
 			return 0;
 		}
 		if (!wr && (size_t)r < want && !f->is_blockdev) {
 			struct stat st;
 			if (fstat(f->fd, &st) == 0 && off + (uint64_t)r >= (uint64_t)st.st_size) {
 				/* EOF: O_DIRECT could not even read at the next (unaligned) offset. */
-				iov_advance(iov, &i, &skip, (size_t)r);
-				zero_rest(iov, n, i, skip);
+				iov_advance(iov, n, &i, &skip, (size_t)r);
+				iov_zero_rest(iov, n, i, skip);
 				return 0;
 			}
 		}
 		off += (uint64_t)r;
-		iov_advance(iov, &i, &skip, (size_t)r);
+		iov_advance(iov, n, &i, &skip, (size_t)r);
 		while (i < n && iov[i].iov_len == skip) {
 			i++;
 			skip = 0;

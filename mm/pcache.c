@@ -18,6 +18,7 @@
  * word), so writeback of a 1 GiB window with one dirty page reads 64 dh0 words, one dh1 word and
  * one page word, not 262144 page words. */
 #include "mm/pcache.h"
+#include "mm/iov.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -176,22 +177,6 @@ static int injected(struct pcache *pc, int *err, int *count)
 
 /* ---- file I/O ---------------------------------------------------------------------------- */
 
-static void iov_advance(const struct iovec *iov, unsigned n, unsigned *i, size_t *skip,
-			size_t by)
-{
-	while (by && *i < n) {
-		size_t c = iov[*i].iov_len - *skip;
-		if (by >= c) {
-			by -= c;
-			(*i)++;
-			*skip = 0;
-		} else {
-			*skip += by;
-			by = 0;
-		}
-	}
-}
-
 /* x meets the O_DIRECT fd's offset/length alignment */
 static bool aligned(const struct pcache *pc, uint64_t x)
 {
@@ -255,8 +240,7 @@ static int file_rwv(struct pcache *pc, bool wr, const struct iovec *iov, unsigne
 		off += (uint64_t)r;
 		iov_advance(iov, n, &i, &skip, (size_t)r);
 		if (eof) {
-			for (; i < n; i++, skip = 0)
-				memset((uint8_t *)iov[i].iov_base + skip, 0, iov[i].iov_len - skip);
+			iov_zero_rest(iov, n, i, skip);
 			return 0;
 		}
 	}
