@@ -40,6 +40,19 @@ int vq_exec_init(struct vq_exec *ex, unsigned max, unsigned req_cap, struct virt
 	return 0;
 }
 
+/* ex->lock held: job j was handled with used length len. Push it, notify if the driver asked
+ * (before the job counts as finished: see vq_exec.h), give the job back. */
+static void finish_job(struct vq_exec *ex, struct vq_job *j, uint32_t len)
+{
+	virtq_push(ex->vq, j->req.head, len);
+	if (virtq_should_notify(ex->vq))
+		ex->notify(ex->ctx);
+	j->next = ex->free;
+	ex->free = j;
+	ex->inflight--;
+	pthread_cond_broadcast(&ex->done);
+}
+
 static void *worker(void *arg)
 {
 	struct vq_exec *ex = arg;
@@ -63,13 +76,7 @@ static void *worker(void *arg)
 		uint32_t len = ex->ops->handle(ex->dev, ex->qidx, &j->req);
 
 		pthread_mutex_lock(&ex->lock);
-		virtq_push(ex->vq, j->req.head, len);
-		if (virtq_should_notify(ex->vq))
-			ex->notify(ex->ctx);
-		j->next = ex->free;
-		ex->free = j;
-		ex->inflight--;
-		pthread_cond_broadcast(&ex->done);
+		finish_job(ex, j, len);
 	}
 	pthread_mutex_unlock(&ex->lock);
 	return NULL;
@@ -150,12 +157,7 @@ unsigned vq_exec_drain(struct vq_exec *ex, const int *stop, bool *broken)
 				pthread_mutex_unlock(&ex->lock);
 				uint32_t len = ex->ops->handle(ex->dev, ex->qidx, &j->req);
 				pthread_mutex_lock(&ex->lock);
-				virtq_push(vq, j->req.head, len);
-				if (virtq_should_notify(vq))
-					ex->notify(ex->ctx);
-				j->next = ex->free;
-				ex->free = j;
-				ex->inflight--;
+				finish_job(ex, j, len);
 			}
 			pthread_mutex_unlock(&ex->lock);
 			popped++;
