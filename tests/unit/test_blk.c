@@ -19,10 +19,6 @@
 #include "devices/virtqueue.h"
 
 #define RAM_SIZE  (8u << 20)
-#define QSZ       256
-#define DESC_GPA  0x1000
-#define AVAIL_GPA 0x2000
-#define USED_GPA  0x3000
 #define HDR_GPA   0x10000
 #define STAT_GPA  0x11000
 #define DATA_GPA  0x100000
@@ -208,8 +204,7 @@ static int teardown(void **state)
 /* Chain the segments into descriptors 0..n-1, offer, pop, handle, push. Returns used.len. */
 static uint32_t submit(struct fx *f, const struct seg *s, int n)
 {
-	uint32_t len = blk_req_submit(f->ram, DESC_GPA, AVAIL_GPA, QSZ, &f->avail, &f->q, &f->r,
-				      &f->b, s, n);
+	uint32_t len = blk_req_submit(f->ram, &f->avail, &f->q, &f->r, &f->b, s, n);
 	struct virtq_used *u = (struct virtq_used *)(f->ram + USED_GPA);
 	assert_int_equal(u->ring[(f->avail - 1) % QSZ].len, len);
 	return len;

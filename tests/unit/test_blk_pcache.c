@@ -27,10 +27,6 @@
 #include "tests/unit/test_pcache_env.h"
 
 #define RAM_SIZE  (8u << 20)
-#define QSZ       256
-#define DESC_GPA  0x1000
-#define AVAIL_GPA 0x2000
-#define USED_GPA  0x3000
 #define HDR_GPA   0x10000
 #define STAT_GPA  0x11000
 #define SEG_GPA   0x12000
@@ -136,8 +132,7 @@ static int setup_2m_off(void **s) { return setup(s, &c2m_off); }
 /* Chain the segments, offer, pop, handle, push. Returns used.len. */
 static uint32_t submit(struct bx *x, const struct seg *s, int n)
 {
-	uint32_t len = blk_req_submit(x->ram, DESC_GPA, AVAIL_GPA, QSZ, &x->avail, &x->q, &x->r,
-				      &x->b, s, n);
+	uint32_t len = blk_req_submit(x->ram, &x->avail, &x->q, &x->r, &x->b, s, n);
 	return len;
 }
 
