@@ -103,7 +103,7 @@ static inline void page_unlock(uint32_t *w)
 		mm_futex_wake(w);
 }
 
-/* Lock holder only (except DIRTY, see mm/pcache.c mark_dirty). */
+/* Lock holder only (except DIRTY, see mm/dirty.c pcache_mark_dirty). */
 static inline void page_set(uint32_t *w, uint32_t bits)
 {
 	__atomic_fetch_or(w, bits, __ATOMIC_ACQ_REL);

@@ -79,7 +79,7 @@ int pcache_map_create(struct pcache *pc, struct shadow *shadow, uint64_t gpa_bas
 /* Unmap every granule (harvesting logged stores into DIRTY) and free the map. */
 void pcache_map_destroy(struct pcache_map *m);
 /* Granule size for a window of `size` bytes when none is configured: about 1024 granules,
- * clamped to 64 KiB..2 MiB (see pcache.c for why). */
+ * clamped to 64 KiB..2 MiB (see map.c for why). */
 uint64_t pcache_auto_granule(uint64_t size);
 uint64_t pcache_map_granule(const struct pcache_map *m);
 uint32_t pcache_map_ngranules(const struct pcache_map *m);

@@ -3,7 +3,7 @@
  * collects the stores the hypervisor logged.
  *
  * Every KVM call of the page cache goes through this interface, so the protocol in
- * mm/pcache.c runs unchanged against a fake (mm/shadow_fake.c) in unit tests, without
+ * mm/ runs unchanged against a fake (mm/shadow_fake.c) in unit tests, without
  * /dev/kvm and under ThreadSanitizer. The KVM implementation (mm/shadow_kvm.c) makes each
  * present granule one memslot over its part of the cache memfd.
  *

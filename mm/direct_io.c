@@ -1,0 +1,150 @@
+/* Direct I/O through the cache (the O_DIRECT paths of filemap.c / iomap): a direct read writes
+ * back the range first (seed 000); a direct write invalidates around the file write and falls
+ * back to writing through a page it cannot drop (seed 004). */
+#include "mm/pcache_internal.h"
+
+#include <limits.h>
+#include <sys/types.h>
+
+#include <assert.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+ssize_t pcache_direct_readv(struct pcache *pc, uint64_t off, const struct iovec *iov, unsigned n)
+{
+	uint64_t len = iov_total(iov, n);
+	if (len == 0)
+		return 0;
+	if (len > SSIZE_MAX || off + len < off)
+		return -EINVAL;
+	STAT_ADD(pc, direct_reads, 1);
+	/* Seed 000 (Arcangeli): "msync all the mappings ... before the O_DIRECT read hits the
+	 * disk": harvest the guest's logged stores over the range (write-protecting again) and
+	 * write every DIRTY page, or the read returns what the file held before them. No shootdown
+	 * is needed for a read, and no page lock is held while the data moves, so the destination
+	 * may be pinned cache memory, even of this very range (d2, seed 003). */
+	int r = pcache_writeback_range(pc, off, len);
+	if (r)
+		return r;
+	race_delay(pc);
+	r = pcache_file_readv_any(pc, off, iov, n, len);
+	if (r)
+		return r;
+	STAT_ADD(pc, direct_read_bytes, len);
+	return (ssize_t)len;
+}
+
+ssize_t pcache_direct_read(struct pcache *pc, uint64_t off, void *buf, size_t len)
+{
+	struct iovec v = { buf, len };
+	return pcache_direct_readv(pc, off, &v, 1);
+}
+
+ssize_t pcache_direct_writev(struct pcache *pc, uint64_t off, const struct iovec *iov,
+			     unsigned n)
+{
+	if (pc->readonly)
+		return -EROFS;
+	uint64_t len = iov_total(iov, n);
+	if (len == 0)
+		return 0;
+	if (len > SSIZE_MAX || off + len < off || off + len > (uint64_t)INT64_MAX)
+		return -EINVAL;
+	STAT_ADD(pc, direct_writes, 1);
+	uint64_t A = pc->dio_align > PAGE_SIZE ? pc->dio_align : PAGE_SIZE;
+	uint64_t a0 = off & ~(A - 1), a1 = (off + len + A - 1) & ~(A - 1);
+	uint64_t p0, p1 = clamp_pages(pc, a0, a1 - a0, &p0);
+	int r;
+
+	if (p0 >= p1) { /* wholly beyond the cached range: plain file I/O */
+		pthread_mutex_lock(&pc->rmw_lock);
+		r = pcache_file_writev_any(pc, off, iov, n, len);
+		pthread_mutex_unlock(&pc->rmw_lock);
+		goto out;
+	}
+	bool beyond = a1 > pc->size;
+	if (beyond)
+		pthread_mutex_lock(&pc->rmw_lock);
+
+	/* LOCK ORDER (pcache.h; seed 003, the page lock vs mmap_sem deadlock): the caller took
+	 * its pins (pcache_pin_ranges) before calling here; we take the page locks in ascending
+	 * order, then slot locks inside pcache_unmap_pages_locked. Nothing from here to the unlock waits
+	 * for a pin, for BREAKING or for a fault: the source is read through the VMM's own
+	 * mapping of the cache memory, never through the guest's, so a source that is the window
+	 * mapping of this very range (d1) cannot make us fault on a page we hold locked.
+	 *
+	 * 1. Invalidate (seed 004): lock, unmap (the shootdown; the unmap collects what the guest
+	 *    stored), forget the dirt of pages the write covers wholly (their data is replaced),
+	 *    launder the others: a partly covered page's other bytes must be in the file before
+	 *    the edge's read-modify-write reads them back (a4). A pinned page is laundered whole:
+	 *    it stays cached, so its data must be in the file under the new bytes.
+	 *    wb_lock shared (before the page locks): a FLUSH waits for this launder. */
+	pthread_rwlock_rdlock(&pc->wb_lock);
+	lock_pages(pc, p0, p1);
+	r = pcache_unmap_pages_locked(pc, p0, p1) ? -EIO : 0;
+	if (!r) {
+		for (uint64_t p = p0; p < p1; p++) {
+			uint64_t ps = p * PAGE_SIZE;
+			if (ps >= off && ps + PAGE_SIZE <= off + len && !pin_count(&pc->pins[p]))
+				page_clear(&pc->flags[p], PG_DIRTY);
+		}
+		r = pcache_launder_locked(pc, p0, p1, false);
+	}
+	/* 2. The file write, page locks held: no fault can read the range half-written, so the
+	 *    kernel's second invalidation (for pages faulted in during the I/O) has nothing to
+	 *    do here. */
+	bool wrote = false;
+	if (!r) {
+		race_delay(pc);
+		r = pcache_file_writev_any(pc, off, iov, n, len);
+		wrote = true;
+	}
+	/* 3. Drop the pages, or refresh the pinned ones. All legitimate dirt was laundered in
+	 *    step 1 and the granules are unmapped, so a page DIRTY now was dirtied by a DMA that
+	 *    unpinned during the write: it ran "before" this write, whose data wins; drop it. A
+	 *    page still pinned cannot be dropped (its DMA holds a pointer into it): it is
+	 *    refreshed from the file under its lock, so cache page == file (the write-through
+	 *    fallback, seed 000: never leave the two views disagreeing). If the write did not
+	 *    happen (launder or unmap failed) pages keep their data and a DIRTY page stays. */
+	for (uint64_t p = p0; p < p1; p++) {
+		uint32_t *w = &pc->flags[p];
+		if (pin_count(&pc->pins[p])) {
+			if (wrote && (page_flags(w) & PG_UPTODATE)) {
+				int rr = pcache_file_read(pc, pc->mem + p * PAGE_SIZE, PAGE_SIZE,
+						   p * PAGE_SIZE);
+				STAT_ADD(pc, direct_write_fallback, 1);
+				if (rr) {
+					/* cannot happen short of a media error right after the write:
+					 * the page may now disagree with the file; say so at FLUSH */
+					pcache_set_error(pc, -rr);
+					STAT_ADD(pc, read_errors, 1);
+					if (!r)
+						r = rr;
+				} else {
+					page_clear(w, PG_DIRTY);
+				}
+			}
+			continue;
+		}
+		if (!wrote && (page_flags(w) & PG_DIRTY))
+			continue; /* launder failed: keep the data for a retry */
+		page_clear(w, PG_UPTODATE | PG_RESERVED | PG_DIRTY);
+	}
+	unlock_pages(pc, p0, p1);
+	pthread_rwlock_unlock(&pc->wb_lock);
+	if (beyond)
+		pthread_mutex_unlock(&pc->rmw_lock);
+out:
+	if (r)
+		return r;
+	STAT_ADD(pc, direct_write_bytes, len);
+	return (ssize_t)len;
+}
+
+ssize_t pcache_direct_write(struct pcache *pc, uint64_t off, const void *buf, size_t len)
+{
+	struct iovec v = { (void *)buf, len };
+	return pcache_direct_writev(pc, off, &v, 1);
+}
