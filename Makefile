@@ -1,22 +1,27 @@
 # cvmm: one entry point.  make | make run | make test | make bench | make fuzz | make clean
 #
-# Host code in vmm/ devices/ mm/ is compiled twice: optimised for build/cvmm, and with
-# AddressSanitizer + UndefinedBehaviorSanitizer for the unit tests (build/asan/).
+# Host code in vmm/ devices/ mm/ lib/ is compiled three times: optimised for build/cvmm, with
+# AddressSanitizer + UndefinedBehaviorSanitizer for the unit tests (build/asan/), and with
+# ThreadSanitizer for the threaded tests (build/tsan-obj/, tests/unit/tsan/tsan.mk).
+# Layers point one way: vmm/ -> devices/ -> mm/ -> lib/ (README "Layout").
 
 CC      ?= gcc
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 WARN    := -Wall -Wextra -Wno-unused-parameter -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -D_GNU_SOURCE -I. $(WARN) -pthread -DCVMM_VERSION=\"$(VERSION)\"
+# Each object depends on the headers it includes (and nothing else): -MMD writes the list next
+# to the object (binaries: under build/dep/, so test directories hold only tests), -MP keeps a
+# removed header from breaking the build.
+DEPFLAGS := -MMD -MP
 LDLIBS  := -lelf -pthread
 SANFLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 B := build
-HOST_SRCS := $(sort $(wildcard vmm/*.c devices/*.c mm/*.c))
+HOST_SRCS := $(sort $(wildcard vmm/*.c devices/*.c mm/*.c lib/*.c))
 LIB_SRCS  := $(filter-out vmm/main.c,$(HOST_SRCS))
 LIB_OBJS  := $(LIB_SRCS:%.c=$(B)/obj/%.o)
 ASAN_OBJS := $(LIB_SRCS:%.c=$(B)/asan/%.o)
-HDRS      := $(wildcard vmm/*.h devices/*.h mm/*.h include/*.h)
 
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
@@ -24,14 +29,20 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
 .PHONY: all run test unit integration bench fuzz clean deps images linux-images test-linux
 all: deps-check $(B)/cvmm $(B)/cvmmctl $(B)/guest.elf
 
-# Install missing build dependencies (Debian, root) on first use.
+# Install missing Debian packages (as root) on first use: a plain `make` needs only the build
+# group; test and bench add theirs (scripts/deps.sh says which package each tool comes from).
 deps-check:
-	@scripts/deps.sh --check-or-install
-.PHONY: deps-check
+	@scripts/deps.sh --check-or-install build
+deps-test:
+	@scripts/deps.sh --check-or-install build test
+deps-bench:
+	@scripts/deps.sh --check-or-install build test bench
+.PHONY: deps-check deps-test deps-bench
 
-$(B)/obj/%.o: %.c $(HDRS)
+# Objects also depend on the Makefile: its flags are part of what they are built with.
+$(B)/obj/%.o: %.c Makefile
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	$(CC) $(CFLAGS) $(DEPFLAGS) -c $< -o $@
 
 # `cvmm --version` is compiled into main.o: rebuild it when the version changes, not only when
 # main.c does (else a commit that touched only devices/ kept printing the old version).
@@ -41,9 +52,9 @@ $(B)/obj/vmm/main.o: $(B)/version.stamp
 FORCE:
 .PHONY: FORCE
 
-$(B)/asan/%.o: %.c $(HDRS)
+$(B)/asan/%.o: %.c Makefile
 	@mkdir -p $(dir $@)
-	$(CC) $(filter-out -O2,$(CFLAGS)) $(SANFLAGS) -c $< -o $@
+	$(CC) $(filter-out -O2,$(CFLAGS)) $(SANFLAGS) $(DEPFLAGS) -c $< -o $@
 
 $(B)/libcvmm.a: $(LIB_OBJS)
 	@rm -f $@; ar rcs $@ $^
@@ -56,12 +67,12 @@ $(B)/cvmm: $(B)/obj/vmm/main.o $(B)/libcvmm.a
 
 # The control-socket client (tools/cvmmctl.c; the protocol is in vmm/control.h).
 $(B)/cvmmctl: tools/cvmmctl.c
-	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $<
+	@mkdir -p $(dir $@) $(B)/dep
+	$(CC) $(CFLAGS) $(DEPFLAGS) -MF $(B)/dep/$(@F).d -o $@ $<
 
-$(B)/tests/%: tests/unit/%.c $(B)/libcvmm-asan.a $(HDRS)
-	@mkdir -p $(dir $@)
-	$(CC) $(filter-out -O2,$(CFLAGS)) $(SANFLAGS) -o $@ $< $(B)/libcvmm-asan.a -lcmocka $(LDLIBS)
+$(B)/tests/%: tests/unit/%.c $(B)/libcvmm-asan.a
+	@mkdir -p $(dir $@) $(B)/dep
+	$(CC) $(filter-out -O2,$(CFLAGS)) $(SANFLAGS) $(DEPFLAGS) -MF $(B)/dep/$(@F).asan.d -o $@ $< $(B)/libcvmm-asan.a -lcmocka $(LDLIBS)
 
 # The freestanding guest (rules in guest/guest.mk).
 include guest/guest.mk
@@ -74,10 +85,10 @@ images:
 run: all images
 	$(B)/cvmm run --config configs/default.conf
 
-unit: deps-check $(UNIT_BINS)
+unit: deps-test $(UNIT_BINS)
 	@tests/run-unit.sh $(UNIT_BINS)
 
-test: all $(UNIT_BINS) $(TSAN_BINS) images
+test: deps-test all $(UNIT_BINS) $(TSAN_BINS) images
 	@tests/run-all.sh
 
 # A Debian cloud kernel + busybox initramfs under build/linux/ (downloads the package once).
@@ -85,17 +96,20 @@ linux-images:
 	@scripts/mklinux.sh $(B)
 
 # Boot it (configs/linux.conf) and check what it saw: e820, command line, ACPI (~5 min here).
-test-linux: all linux-images
+test-linux: deps-test all linux-images
 	@tests/linux/run.sh
 
 # cvmm against QEMU q35 and the host on the same guest and images (bench/run.py, ~4 min here):
 # prints the table, writes build/bench/results.json and results.png.
-bench: all
+bench: deps-bench all
 	@python3 bench/run.py
 
 # libFuzzer targets, FUZZ_SECONDS each (default 20; make test runs them too).
-fuzz: deps-check
+fuzz: deps-test
 	@bash -c '. tests/lib.sh; . tests/fuzz/run.sh; fuzz_tests; summary'
 
 clean:
 	rm -rf $(B)
+
+# The header lists -MMD wrote (none before the first build).
+-include $(shell find $(B) -name '*.d' 2>/dev/null)

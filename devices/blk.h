@@ -196,12 +196,11 @@ struct blk_dma_ops {
 };
 
 /* The window glue (blk_pcache.c): translate hook + pins on `pc`, for the window at
- * guest-physical [gpa_base, gpa_base + pcache_size(pc)). It owns a copy of the VM's RAM map
- * (*mem_out) with the translation hook registered on it: give that to the device's transport
- * so the device's queues accept window buffers. Install with blk_set_dma. */
+ * guest-physical [gpa_base, gpa_base + pcache_size(pc)). *dma_out is RAM (`ram`) plus the
+ * window's translation: give it to the device's transport so the device's queues accept
+ * window buffers (and only that device's). Install the pins with blk_set_dma. */
 int blk_dma_window_create(struct pcache *pc, uint64_t gpa_base, const struct guest_mem *ram,
-			  void **ctx_out, const struct guest_mem **mem_out, char *err,
-			  size_t errlen);
+			  void **ctx_out, struct virtq_dma *dma_out, char *err, size_t errlen);
 extern const struct blk_dma_ops blk_dma_window_ops;
 
 /* ---- the device ------------------------------------------------------------------------ */

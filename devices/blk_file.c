@@ -14,7 +14,7 @@
  * wholly, so it can share a block with a bounced one only by overlapping it, and the order
  * of overlapping requests in flight is the driver's business (5.2.6.4). */
 #include "devices/blk.h"
-#include "mm/iov.h"
+#include "lib/file_io.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -28,7 +28,6 @@
 #include <unistd.h>
 
 #define BOUNCE_SIZE (1u << 20)
-#define BATCH 64
 
 struct blk_file {
 	struct blk_backend be;
@@ -49,55 +48,10 @@ static struct blk_file *F(struct blk_backend *be)
 	return (struct blk_file *)be;
 }
 
-/* preadv/pwritev the whole stream at off, resuming after short transfers. A read that hits
- * the end of a regular file (the window may extend past it: the file grows when written)
- * gets zeroes for the rest. */
+/* The shared resumable loop (lib/file_io.h), with this file's O_DIRECT alignment. */
 static int xfer(struct blk_file *f, bool wr, const struct iovec *iov, unsigned n, uint64_t off)
 {
-	unsigned i = 0;
-	size_t skip = 0;
-	while (i < n && iov[i].iov_len == 0)
-		i++;
-	while (i < n) {
-		struct iovec cur[BATCH];
-		unsigned k = 0;
-		size_t want = 0;
-		for (unsigned j = i; j < n && k < BATCH; j++) {
-			cur[k].iov_base = (uint8_t *)iov[j].iov_base + (j == i ? skip : 0);
-			cur[k].iov_len = iov[j].iov_len - (j == i ? skip : 0);
-			want += cur[k].iov_len;
-			k++;
-		}
-		ssize_t r = wr ? pwritev(f->fd, cur, (int)k, (off_t)off)
-			       : preadv(f->fd, cur, (int)k, (off_t)off);
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (r == 0) {
-			if (wr)
-				return -EIO;
-			iov_zero_rest(iov, n, i, skip);
-			return 0;
-		}
-		if (!wr && (size_t)r < want && !f->is_blockdev) {
-			struct stat st;
-			if (fstat(f->fd, &st) == 0 && off + (uint64_t)r >= (uint64_t)st.st_size) {
-				/* EOF: O_DIRECT could not even read at the next (unaligned) offset. */
-				iov_advance(iov, n, &i, &skip, (size_t)r);
-				iov_zero_rest(iov, n, i, skip);
-				return 0;
-			}
-		}
-		off += (uint64_t)r;
-		iov_advance(iov, n, &i, &skip, (size_t)r);
-		while (i < n && iov[i].iov_len == skip) {
-			i++;
-			skip = 0;
-		}
-	}
-	return 0;
+	return file_rwv(f->fd, wr, iov, n, off, f->off_align);
 }
 
 static int xfer1(struct blk_file *f, bool wr, void *buf, size_t len, uint64_t off)

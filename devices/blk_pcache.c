@@ -1,5 +1,5 @@
 /* virtio-blk on the host page cache: the backend used when the disk is the very file behind
- * the virtio-pmem window (devices/registry.c detects it by dev+inode), and the glue that lets
+ * the virtio-pmem window (vmm/machine.c detects it by dev+inode), and the glue that lets
  * the disk's requests use buffers inside that window (device DMA into DAX memory).
  *
  * The two views of one file stay coherent the way Linux keeps mmap and O_DIRECT coherent
@@ -167,7 +167,6 @@ int blk_pcache_open(const struct blk_pcache_opts *o, struct blk_backend **out, c
 struct dma_window {
 	struct pcache *pc;
 	uint64_t base, size;
-	struct guest_mem mem;   /* the device's copy of RAM; carries the translation hook */
 };
 
 static void *window_translate(void *ctx, uint64_t gpa, uint64_t len, bool writable)
@@ -229,7 +228,6 @@ static void window_destroy(void *ctx)
 	struct dma_window *w = ctx;
 	if (!w)
 		return;
-	virtq_set_translate(&w->mem, NULL, NULL);
 	pcache_put(w->pc);
 	free(w);
 }
@@ -241,8 +239,7 @@ const struct blk_dma_ops blk_dma_window_ops = {
 };
 
 int blk_dma_window_create(struct pcache *pc, uint64_t gpa_base, const struct guest_mem *ram,
-			  void **ctx_out, const struct guest_mem **mem_out, char *err,
-			  size_t errlen)
+			  void **ctx_out, struct virtq_dma *dma_out, char *err, size_t errlen)
 {
 	struct dma_window *w = calloc(1, sizeof(*w));
 	if (!w) {
@@ -252,14 +249,8 @@ int blk_dma_window_create(struct pcache *pc, uint64_t gpa_base, const struct gue
 	w->pc = pc;
 	w->base = gpa_base;
 	w->size = pcache_size(pc);
-	w->mem = *ram; /* RAM never moves while the VM exists */
-	if (virtq_set_translate(&w->mem, window_translate, w)) {
-		free(w);
-		snprintf(err, errlen, "blk: no room for another DMA translation hook");
-		return -1;
-	}
 	pcache_get(pc);
 	*ctx_out = w;
-	*mem_out = &w->mem;
+	*dma_out = (struct virtq_dma){ .mem = ram, .translate = window_translate, .ctx = w };
 	return 0;
 }

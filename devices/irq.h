@@ -16,7 +16,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "vmm/kvm_compat.h"
+#include "lib/kvm_compat.h"
 
 #define IRQ_IOAPIC_PINS   24
 #define IRQ_TIMER_GSI     2    /* where ISA IRQ 0 arrives on the IOAPIC */

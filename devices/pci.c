@@ -10,8 +10,7 @@
 #include <unistd.h>
 
 #include "devices/irq.h"
-#include "vmm/kvm_compat.h"
-#include "vmm/vm.h"
+#include "lib/kvm_compat.h"
 
 #define CF8_PORT 0xcf8
 #define CFC_PORT 0xcfc
@@ -436,15 +435,15 @@ int pci_ecam_write(void *opaque, uint64_t off, const void *data, unsigned size)
 	return 0;
 }
 
-int pci_host_init(struct pci_host *h, struct bus *pio, struct bus *mmio, int vm_fd, char *err,
-		  size_t errlen)
+int pci_host_init(struct pci_host *h, struct bus *pio, struct bus *mmio, int vm_fd,
+		  const struct pci_layout *lay, char *err, size_t errlen)
 {
 	memset(h, 0, sizeof(*h));
 	h->pio = pio;
 	h->mmio = mmio;
 	h->vm_fd = vm_fd;
-	h->mmio_next = GPA_PCI_MMIO;
-	h->mmio_end = GPA_PCI_MMIO_END;
+	h->mmio_next = lay->mmio;
+	h->mmio_end = lay->mmio_end;
 	h->next_gsi = IRQ_FIRST_MSI_GSI;
 	pthread_mutex_init(&h->route_lock, NULL);
 	ratelimit_init(&h->rl, "pci", 10);
@@ -458,7 +457,7 @@ int pci_host_init(struct pci_host *h, struct bus *pio, struct bus *mmio, int vm_
 	wr16(h->bridge.cfg + PCI_COMMAND, PCI_CMD_MEM);
 	if (bus_register(pio, "pci-cf8", CF8_PORT, 4, pci_cf8_read, pci_cf8_write, h) ||
 	    bus_register(pio, "pci-cfc", CFC_PORT, 4, pci_cfc_read, pci_cfc_write, h) ||
-	    bus_register(mmio, "pci-ecam", GPA_ECAM, ECAM_SIZE, pci_ecam_read, pci_ecam_write, h)) {
+	    bus_register(mmio, "pci-ecam", lay->ecam, ECAM_SIZE, pci_ecam_read, pci_ecam_write, h)) {
 		snprintf(err, errlen, "pci: config space ports or ECAM window already in use");
 		return -1;
 	}

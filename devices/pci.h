@@ -132,9 +132,16 @@ struct pci_host {
 	struct ratelimit rl;
 };
 
+/* Where the machine puts PCI: the ECAM window (256 MiB, buses 0..255) and the range BARs are
+ * allocated from, [mmio, mmio_end). The machine (vmm/) decides; the host bridge only uses it. */
+struct pci_layout {
+	uint64_t ecam;
+	uint64_t mmio, mmio_end;
+};
+
 /* Set up the host bridge and register 0xCF8/0xCFC and the ECAM window. vm_fd may be -1. */
-int pci_host_init(struct pci_host *h, struct bus *pio, struct bus *mmio, int vm_fd, char *err,
-		  size_t errlen);
+int pci_host_init(struct pci_host *h, struct bus *pio, struct bus *mmio, int vm_fd,
+		  const struct pci_layout *lay, char *err, size_t errlen);
 void pci_host_destroy(struct pci_host *h);
 
 /* Fill a type-0 header. class = base << 16 | sub << 8 | prog-if. */

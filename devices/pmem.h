@@ -2,7 +2,7 @@
  *
  * The device itself is small: its config tells the driver where the window is (start, size)
  * and its one queue takes FLUSH requests. The window's memory, faults and writeback are the
- * page cache's (mm/pmem_window.h); a FLUSH is pmem_window_flush: writeback of every dirty
+ * page cache's (vmm/pmem_window.h); a FLUSH is pmem_window_flush: writeback of every dirty
  * page + fdatasync, with a writeback error since this device's last FLUSH reported once. */
 #ifndef CVMM_PMEM_H
 #define CVMM_PMEM_H

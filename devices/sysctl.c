@@ -3,7 +3,6 @@
 
 #include <string.h>
 
-#include "vmm/acpi.h"
 
 #define KBD_PORT 0x64
 #define KBD_CMD_RESET 0xfe

@@ -46,38 +46,68 @@ void rl_log(struct ratelimit *rl, const char *fmt, ...)
 	pthread_mutex_unlock(&rl->lock);
 }
 
+unsigned virtq_drain(struct virtq *vq, const int *stop, bool *broken, int (*step)(void *ctx),
+		     void *ctx)
+{
+	unsigned done = 0;
+	*broken = false;
+	do {
+		virtq_disable_notify(vq);
+		for (;;) {
+			if (__atomic_load_n(stop, __ATOMIC_ACQUIRE))
+				return done;
+			int r = step(ctx);
+			if (r == VQ_POP_OK) {
+				done++;
+				continue;
+			}
+			if (r == VQ_POP_BROKEN)
+				*broken = true; /* the driver must reset; what is in flight completes */
+			if (r != VQ_POP_EMPTY)
+				return done;
+			break;
+		}
+	} while (!__atomic_load_n(stop, __ATOMIC_ACQUIRE) && virtq_enable_notify(vq));
+	return done;
+}
+
+/* One at a time on the calling thread: pop, handle, push; notify in batches of 32. */
+struct drain_inline {
+	struct virtq *vq;
+	struct vq_req *req;
+	const struct virtio_dev_ops *ops;
+	void *dev;
+	unsigned qidx, unsignalled;
+	void (*notify)(void *ctx);
+	void *ctx;
+};
+
+static int drain_inline_step(void *arg)
+{
+	struct drain_inline *d = arg;
+	int r = virtq_pop(d->vq, d->req);
+	if (r != VQ_POP_OK)
+		return r;
+	uint32_t len = d->ops->handle(d->dev, d->qidx, d->req);
+	virtq_push(d->vq, d->req->head, len);
+	/* Tell the driver about progress in batches, not only at the end, so a long stream of
+	 * requests does not starve it of completions. */
+	if (++d->unsignalled == 32) {
+		d->unsignalled = 0;
+		if (virtq_should_notify(d->vq))
+			d->notify(d->ctx);
+	}
+	return VQ_POP_OK;
+}
+
 unsigned virtio_queue_drain(struct virtq *vq, struct vq_req *req, const struct virtio_dev_ops *ops,
 			    void *dev, unsigned qidx, const int *stop, bool *broken,
 			    void (*notify)(void *ctx), void *ctx)
 {
-	unsigned done = 0, unsignalled = 0;
-	*broken = false;
-	do {
-		virtq_disable_notify(vq);
-		while (!__atomic_load_n(stop, __ATOMIC_ACQUIRE)) {
-			int r = virtq_pop(vq, req);
-			if (r == VQ_POP_EMPTY)
-				break;
-			if (r == VQ_POP_BROKEN) {
-				*broken = true;
-				goto out; /* hand back what completed; the driver must reset anyway */
-			}
-			uint32_t len = ops->handle(dev, qidx, req);
-			virtq_push(vq, req->head, len);
-			done++;
-			/* Tell the driver about progress in batches, not only at the end, so a long
-			 * stream of requests does not starve it of completions. */
-			if (++unsignalled == 32) {
-				unsignalled = 0;
-				if (virtq_should_notify(vq))
-					notify(ctx);
-			}
-		}
-		if (__atomic_load_n(stop, __ATOMIC_ACQUIRE))
-			break;
-	} while (virtq_enable_notify(vq));
-out:
-	if (unsignalled && virtq_should_notify(vq))
+	struct drain_inline d = { .vq = vq, .req = req, .ops = ops, .dev = dev, .qidx = qidx,
+				  .notify = notify, .ctx = ctx };
+	unsigned done = virtq_drain(vq, stop, broken, drain_inline_step, &d);
+	if (d.unsignalled && virtq_should_notify(vq))
 		notify(ctx);
 	return done;
 }

@@ -74,6 +74,16 @@ struct virtio_dev_ops {
 	unsigned (*workers)(void *dev);
 };
 
+/* The drain skeleton every executor shares (virtio 1.2 2.7.10): with available-buffer
+ * notifications off, call step(ctx) until it says the ring is empty (VQ_POP_EMPTY), broken
+ * (VQ_POP_BROKEN: *broken is set) or stopped (VQ_DRAIN_STOP), or *stop becomes nonzero; then
+ * re-enable notifications and go round again if buffers arrived in between, so none is left
+ * behind without a kick. step returns VQ_POP_OK after dispatching one request. Returns the
+ * number of VQ_POP_OK steps. */
+enum { VQ_DRAIN_STOP = 2 };
+unsigned virtq_drain(struct virtq *vq, const int *stop, bool *broken, int (*step)(void *ctx),
+		     void *ctx);
+
 /* Drain a queue: pop, handle, push, until it is empty (with notification suppression
  * re-armed and re-checked) or *stop becomes nonzero. Sets *broken if the ring is broken.
  * Calls notify(ctx) whenever the driver asked for a used-buffer notification (at least

@@ -10,7 +10,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
-#include "vmm/kvm_compat.h"
+#include "lib/kvm_compat.h"
 
 #define TRANSPORT_FEATURES ((1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_F_EVENT_IDX) | \
 			    (1ULL << VIRTIO_F_INDIRECT_DESC))
@@ -298,7 +298,7 @@ static void queue_enable(struct virtio_pci *vp, struct virtio_pci_queue *q)
 		return;
 	}
 	unsigned max_chain = vp->ops->max_chain ? vp->ops->max_chain : q->size;
-	if (virtq_setup(&vq, vp->mem, q->size, q->desc, q->driver, q->device,
+	if (virtq_setup(&vq, &vp->dma, q->size, q->desc, q->driver, q->device,
 			f & (1ULL << VIRTIO_F_EVENT_IDX), f & (1ULL << VIRTIO_F_INDIRECT_DESC),
 			max_chain, why, sizeof(why))) {
 		/* The driver gave us a queue we cannot use: it stays disabled (queue_enable reads
@@ -567,7 +567,7 @@ static uint8_t add_vcap(struct pci_dev *d, uint8_t type, uint32_t off, uint32_t 
 	return pci_dev_add_cap(d, cap, (uint8_t)(16 + extra_len));
 }
 
-int virtio_pci_init(struct virtio_pci *vp, struct pci_host *host, const struct guest_mem *mem,
+int virtio_pci_init(struct virtio_pci *vp, struct pci_host *host, const struct virtq_dma *dma,
 		    const struct virtio_dev_ops *ops, void *dev, const char *name,
 		    struct ratelimit *rl, char *err, size_t errlen)
 {
@@ -576,7 +576,7 @@ int virtio_pci_init(struct virtio_pci *vp, struct pci_host *host, const struct g
 	vp->ops = ops;
 	vp->dev = dev;
 	vp->name = name;
-	vp->mem = mem;
+	vp->dma = *dma;
 	vp->rl = rl;
 	vp->vm_fd = host->vm_fd;
 	vp->config_msix_vector = VIRTIO_MSI_NO_VECTOR;

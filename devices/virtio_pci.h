@@ -31,7 +31,7 @@
 #include "devices/virtio.h"
 #include "devices/virtqueue.h"
 #include "devices/vq_exec.h"
-#include "vmm/guest_mem.h"
+#include "lib/guest_mem.h"
 
 #define VPCI_BAR          0
 #define VPCI_BAR_SIZE     0x8000
@@ -108,7 +108,7 @@ struct virtio_pci {
 	const struct virtio_dev_ops *ops;
 	void *dev;
 	const char *name;
-	const struct guest_mem *mem;
+	struct virtq_dma dma;    /* what the queues' buffers may address */
 	int vm_fd;
 	pthread_mutex_t lock;   /* the registers below */
 	uint32_t dfselect, gfselect;
@@ -127,8 +127,9 @@ struct virtio_pci {
 };
 
 /* Create the transport for one device model and add it to the PCI host (next free slot).
- * mem: guest RAM for the rings; rl: the device's log limiter. Returns 0, or -1 with err. */
-int virtio_pci_init(struct virtio_pci *vp, struct pci_host *host, const struct guest_mem *mem,
+ * dma: guest RAM for the rings and buffers, and the window the device's queues may also DMA
+ * into (copied); rl: the device's log limiter. Returns 0, or -1 with err. */
+int virtio_pci_init(struct virtio_pci *vp, struct pci_host *host, const struct virtq_dma *dma,
 		    const struct virtio_dev_ops *ops, void *dev, const char *name,
 		    struct ratelimit *rl, char *err, size_t errlen);
 /* Stop the I/O threads and release everything (after the vCPUs stopped). */

@@ -38,53 +38,12 @@ static __attribute__((format(printf, 4, 5))) int fail(char *err, size_t errlen, 
 	return rc;
 }
 
-/* The translation hooks, per guest_mem (see virtq_set_translate). */
-#define VQ_XLAT_MAX 8
-static struct {
-	const struct guest_mem *mem;
-	virtq_translate_fn fn;
-	void *ctx;
-} xlat[VQ_XLAT_MAX];
-static pthread_mutex_t xlat_lock = PTHREAD_MUTEX_INITIALIZER;
-
-int virtq_set_translate(const struct guest_mem *mem, virtq_translate_fn fn, void *ctx)
-{
-	int r = -1, free_slot = -1;
-	pthread_mutex_lock(&xlat_lock);
-	for (int i = 0; i < VQ_XLAT_MAX; i++) {
-		if (xlat[i].mem == mem) {
-			if (fn) {
-				xlat[i].fn = fn;
-				xlat[i].ctx = ctx;
-			} else {
-				xlat[i].mem = NULL;
-				xlat[i].fn = NULL;
-				xlat[i].ctx = NULL;
-			}
-			r = 0;
-			goto out;
-		}
-		if (!xlat[i].mem && free_slot < 0)
-			free_slot = i;
-	}
-	if (!fn) {
-		r = 0;
-	} else if (free_slot >= 0) {
-		xlat[free_slot].mem = mem;
-		xlat[free_slot].fn = fn;
-		xlat[free_slot].ctx = ctx;
-		r = 0;
-	}
-out:
-	pthread_mutex_unlock(&xlat_lock);
-	return r;
-}
-
-int virtq_setup(struct virtq *q, const struct guest_mem *mem, uint16_t size, uint64_t desc_gpa,
+int virtq_setup(struct virtq *q, const struct virtq_dma *dma, uint16_t size, uint64_t desc_gpa,
 		uint64_t avail_gpa, uint64_t used_gpa, bool event_idx, bool indirect,
 		unsigned max_chain, char *err, size_t errlen)
 {
 	memset(q, 0, sizeof(*q));
+	const struct guest_mem *mem = dma->mem;
 	q->broken = true; /* until fully checked */
 	/* 2.7: "Queue Size value is always a power of 2. The maximum Queue Size value is 32768."
 	 * (uint16_t cannot exceed 65535; 0 is not a power of two.) */
@@ -115,13 +74,8 @@ int virtq_setup(struct virtq *q, const struct guest_mem *mem, uint16_t size, uin
 	q->max_chain = max_chain && max_chain < size ? max_chain : size;
 	q->event_idx = event_idx;
 	q->indirect = indirect;
-	pthread_mutex_lock(&xlat_lock);
-	for (int i = 0; i < VQ_XLAT_MAX; i++)
-		if (xlat[i].mem == mem) {
-			q->translate = xlat[i].fn;
-			q->translate_ctx = xlat[i].ctx;
-		}
-	pthread_mutex_unlock(&xlat_lock);
+	q->translate = dma->translate;
+	q->translate_ctx = dma->ctx;
 	q->broken = false;
 	return 0;
 }
@@ -442,74 +396,4 @@ bool virtq_enable_notify(struct virtq *q)
 	 * would get neither a notification nor our attention. */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	return le16toh(__atomic_load_n(&q->avail->idx, __ATOMIC_ACQUIRE)) != q->last_avail;
-}
-
-enum iov_op { IOV_TO_BUF, IOV_FROM_BUF, IOV_SET };
-
-/* The one walk behind the three helpers: bytes [skip, skip+len) of the stream, segment by
- * segment, copied to or from buf (at the same offset from its start) or set to c. */
-static size_t iov_do(const struct iovec *iov, unsigned n, uint64_t skip, size_t len,
-		     enum iov_op op, void *buf, int c)
-{
-	size_t done = 0;
-	for (unsigned i = 0; i < n && done < len; i++) {
-		if (skip >= iov[i].iov_len) {
-			skip -= iov[i].iov_len;
-			continue;
-		}
-		size_t k = iov[i].iov_len - skip;
-		if (k > len - done)
-			k = len - done;
-		uint8_t *seg = (uint8_t *)iov[i].iov_base + skip;
-		if (op == IOV_TO_BUF)
-			memcpy((uint8_t *)buf + done, seg, k);
-		else if (op == IOV_FROM_BUF)
-			memcpy(seg, (const uint8_t *)buf + done, k);
-		else
-			memset(seg, c, k);
-		done += k;
-		skip = 0;
-	}
-	return done;
-}
-
-size_t iov_to_buf(const struct iovec *iov, unsigned n, uint64_t skip, void *dst, size_t len)
-{
-	return iov_do(iov, n, skip, len, IOV_TO_BUF, dst, 0);
-}
-
-size_t iov_from_buf(const struct iovec *iov, unsigned n, uint64_t skip, const void *src,
-		    size_t len)
-{
-	return iov_do(iov, n, skip, len, IOV_FROM_BUF, (void *)src, 0);
-}
-
-size_t iov_memset(const struct iovec *iov, unsigned n, uint64_t skip, int c, size_t len)
-{
-	return iov_do(iov, n, skip, len, IOV_SET, NULL, c);
-}
-
-int iov_slice(const struct iovec *iov, const uint64_t *gpa, unsigned n, uint64_t skip,
-	      uint64_t len, struct iovec *out, uint64_t *out_gpa, unsigned max)
-{
-	unsigned k = 0;
-	for (unsigned i = 0; i < n && len; i++) {
-		if (skip >= iov[i].iov_len) {
-			skip -= iov[i].iov_len;
-			continue;
-		}
-		uint64_t c = iov[i].iov_len - skip;
-		if (c > len)
-			c = len;
-		if (k >= max)
-			return -1;
-		out[k].iov_base = (uint8_t *)iov[i].iov_base + skip;
-		out[k].iov_len = c;
-		if (gpa && out_gpa)
-			out_gpa[k] = gpa[i] + skip;
-		k++;
-		len -= c;
-		skip = 0;
-	}
-	return len ? -1 : (int)k;
 }

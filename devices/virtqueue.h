@@ -8,9 +8,10 @@
  *    double fetch: the guest may change it between two reads);
  *  - every buffer is translated with guest_mem_ptr (wholly inside one RAM region, overflow
  *    safe) before it becomes an iovec; a buffer outside RAM may instead be accepted by the
- *    queue's translation hook (virtq_set_translate: device DMA into the virtio-pmem window,
- *    whose memory is the page cache's), which must take it wholly inside its region too; a
- *    buffer straddling RAM and that region, or partly outside both, is refused;
+ *    translation hook of the queue's DMA space (struct virtq_dma: device DMA into the
+ *    virtio-pmem window, whose memory is the page cache's), which must take it wholly inside
+ *    its region too; a buffer straddling RAM and that region, or partly outside both, is
+ *    refused;
  *  - work per request is bounded (chain length limit), so a looped chain cannot hang us.
  *
  * Two failure classes:
@@ -34,7 +35,8 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
-#include "vmm/guest_mem.h"
+#include "lib/guest_mem.h"
+#include "lib/iov.h"
 
 #define VIRTQ_DESC_F_NEXT      1
 #define VIRTQ_DESC_F_WRITE     2
@@ -116,6 +118,16 @@ struct vq_req {
  * device pins it before use) and must be overflow-safe (len >= 1). */
 typedef void *(*virtq_translate_fn)(void *ctx, uint64_t gpa, uint64_t len, bool writable);
 
+/* What a queue's buffers may address (cloud-hypervisor passes its queues an AccessPlatform the
+ * same way): guest RAM, and optionally a region served by `translate` (NULL: RAM only). Given
+ * explicitly to each queue at setup, so only a device that pins window pages before touching
+ * them (virtio-blk, devices/blk.c) is ever handed a pointer into the page cache. */
+struct virtq_dma {
+	const struct guest_mem *mem;
+	virtq_translate_fn translate;
+	void *ctx;
+};
+
 struct virtq {
 	uint16_t size;          /* power of two, 1..VIRTQ_MAX_SIZE */
 	struct virtq_desc *desc;
@@ -133,22 +145,16 @@ struct virtq {
 	bool broken;
 	char why[128];          /* when broken: why */
 	uint64_t popped, bad_chains;
-	virtq_translate_fn translate; /* from virtq_set_translate(mem) when the queue was set up */
+	virtq_translate_fn translate; /* from the queue's struct virtq_dma */
 	void *translate_ctx;
 };
 
-/* Give every queue set up over `mem` from now on a translation hook for buffers outside
- * guest RAM (fn NULL: remove it). Keyed by the guest_mem pointer, so a device that should see
- * the pmem window is given its own guest_mem (a copy of the VM's) and the others keep
- * refusing such buffers: a device that does not pin must never get a pointer into the cache.
- * Returns 0, or -1 if the table (8 entries) is full. Thread-safe. */
-int virtq_set_translate(const struct guest_mem *mem, virtq_translate_fn fn, void *ctx);
-
 /* Check and map a queue the driver enabled: size a power of two <= VIRTQ_MAX_SIZE, areas
- * aligned (desc 16, avail 2, used 4: table in 2.7) and wholly inside guest RAM with their
- * event fields. Chains may have at most min(max_chain, size) descriptors, indirect entries
- * included (0 = size). Returns 0, or -1 with a reason. */
-int virtq_setup(struct virtq *q, const struct guest_mem *mem, uint16_t size, uint64_t desc_gpa,
+ * aligned (desc 16, avail 2, used 4: table in 2.7) and wholly inside guest RAM (dma->mem)
+ * with their event fields; buffers may be in dma->mem or, through dma->translate, its window.
+ * Chains may have at most min(max_chain, size) descriptors, indirect entries included
+ * (0 = size). Returns 0, or -1 with a reason. */
+int virtq_setup(struct virtq *q, const struct virtq_dma *dma, uint16_t size, uint64_t desc_gpa,
 		uint64_t avail_gpa, uint64_t used_gpa, bool event_idx, bool indirect,
 		unsigned max_chain, char *err, size_t errlen);
 
@@ -179,19 +185,5 @@ static inline bool vring_need_event(uint16_t event_idx, uint16_t new_idx, uint16
 {
 	return (uint16_t)(new_idx - event_idx - 1) < (uint16_t)(new_idx - old);
 }
-
-/* Helpers over iovec streams (used by devices on request segments). */
-/* Copy up to len bytes starting at byte `skip` of the stream into dst; returns bytes copied. */
-size_t iov_to_buf(const struct iovec *iov, unsigned n, uint64_t skip, void *dst, size_t len);
-/* Copy len bytes from src into the stream at byte `skip`; returns bytes copied. */
-size_t iov_from_buf(const struct iovec *iov, unsigned n, uint64_t skip, const void *src,
-		    size_t len);
-/* Set len bytes of the stream from byte `skip` to c; returns bytes set. */
-size_t iov_memset(const struct iovec *iov, unsigned n, uint64_t skip, int c, size_t len);
-/* Describe bytes [skip, skip+len) of the stream as new iovecs in out[] (and their guest
- * addresses in out_gpa[] if both gpa and out_gpa are given). Returns the count, or -1 if the
- * range is not inside the stream or more than max are needed. */
-int iov_slice(const struct iovec *iov, const uint64_t *gpa, unsigned n, uint64_t skip,
-	      uint64_t len, struct iovec *out, uint64_t *out_gpa, unsigned max);
 
 #endif

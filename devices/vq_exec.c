@@ -109,62 +109,62 @@ static void wake_worker(struct vq_exec *ex)
 	/* every thread is busy or spoken for: the next one to finish takes it */
 }
 
+/* One drain step: take a free job (waiting while all are in flight), pop into it, queue it. */
+struct exec_drain {
+	struct vq_exec *ex;
+	const int *stop;
+};
+
+static int exec_drain_step(void *arg)
+{
+	struct vq_exec *ex = ((struct exec_drain *)arg)->ex;
+	const int *stop = ((struct exec_drain *)arg)->stop;
+	pthread_mutex_lock(&ex->lock);
+	/* All jobs in flight: wait for one. A reset that sets *stop meanwhile is seen after that
+	 * (bounded: the in-flight requests finish). */
+	while (!ex->free && !__atomic_load_n(stop, __ATOMIC_ACQUIRE))
+		pthread_cond_wait(&ex->done, &ex->lock);
+	struct vq_job *j = ex->free;
+	if (!j || __atomic_load_n(stop, __ATOMIC_ACQUIRE)) {
+		pthread_mutex_unlock(&ex->lock);
+		return VQ_DRAIN_STOP;
+	}
+	ex->free = j->next;
+	pthread_mutex_unlock(&ex->lock);
+
+	/* The pop side of the ring is ours alone: no lock needed. */
+	int r = virtq_pop(ex->vq, &j->req);
+
+	pthread_mutex_lock(&ex->lock);
+	if (r != VQ_POP_OK) {
+		j->next = ex->free;
+		ex->free = j;
+		pthread_mutex_unlock(&ex->lock);
+		return r;
+	}
+	j->next = NULL;
+	*ex->tail = j;
+	ex->tail = &j->next;
+	if (++ex->inflight > ex->peak)
+		ex->peak = ex->inflight;
+	wake_worker(ex);
+	if (!ex->nthreads) {
+		/* No thread at all (thread creation failed): run it here. */
+		ex->head = NULL;
+		ex->tail = &ex->head;
+		pthread_mutex_unlock(&ex->lock);
+		uint32_t len = ex->ops->handle(ex->dev, ex->qidx, &j->req);
+		pthread_mutex_lock(&ex->lock);
+		finish_job(ex, j, len);
+	}
+	pthread_mutex_unlock(&ex->lock);
+	return VQ_POP_OK;
+}
+
 unsigned vq_exec_drain(struct vq_exec *ex, const int *stop, bool *broken)
 {
-	struct virtq *vq = ex->vq;
-	unsigned popped = 0;
-	*broken = false;
-	do {
-		virtq_disable_notify(vq);
-		for (;;) {
-			pthread_mutex_lock(&ex->lock);
-			/* All jobs in flight: wait for one. A reset that sets *stop meanwhile is
-			 * seen after that (bounded: the in-flight requests finish). */
-			while (!ex->free && !__atomic_load_n(stop, __ATOMIC_ACQUIRE))
-				pthread_cond_wait(&ex->done, &ex->lock);
-			struct vq_job *j = ex->free;
-			if (!j || __atomic_load_n(stop, __ATOMIC_ACQUIRE)) {
-				pthread_mutex_unlock(&ex->lock);
-				goto out;
-			}
-			ex->free = j->next;
-			pthread_mutex_unlock(&ex->lock);
-
-			/* The pop side of the ring is ours alone: no lock needed. */
-			int r = virtq_pop(vq, &j->req);
-
-			pthread_mutex_lock(&ex->lock);
-			if (r != VQ_POP_OK) {
-				j->next = ex->free;
-				ex->free = j;
-				pthread_mutex_unlock(&ex->lock);
-				if (r == VQ_POP_BROKEN) {
-					*broken = true;
-					goto out; /* the driver must reset; what is in flight completes */
-				}
-				break;
-			}
-			j->next = NULL;
-			*ex->tail = j;
-			ex->tail = &j->next;
-			if (++ex->inflight > ex->peak)
-				ex->peak = ex->inflight;
-			wake_worker(ex);
-			if (!ex->nthreads) {
-				/* No thread at all (thread creation failed): run it here. */
-				ex->head = NULL;
-				ex->tail = &ex->head;
-				pthread_mutex_unlock(&ex->lock);
-				uint32_t len = ex->ops->handle(ex->dev, ex->qidx, &j->req);
-				pthread_mutex_lock(&ex->lock);
-				finish_job(ex, j, len);
-			}
-			pthread_mutex_unlock(&ex->lock);
-			popped++;
-		}
-	} while (!__atomic_load_n(stop, __ATOMIC_ACQUIRE) && virtq_enable_notify(vq));
-out:
-	return popped;
+	struct exec_drain d = { ex, stop };
+	return virtq_drain(ex->vq, stop, broken, exec_drain_step, &d);
 }
 
 void vq_exec_quiesce(struct vq_exec *ex)

@@ -2,6 +2,7 @@
  * through a bounce buffer, block reservation (fallocate) and zeroing/punching. No page state
  * here: callers hold whatever locks cover the range (mm/pcache_internal.h). */
 #include "mm/pcache_internal.h"
+#include "lib/file_io.h"
 
 #include <fcntl.h>
 #include <limits.h>
@@ -15,67 +16,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* preadv/pwritev the whole stream at off, resuming after short transfers. A read that reaches
- * the end of the file fills the rest with zeros (with O_DIRECT an unaligned end of file gives
- * a short read and the next read at the unaligned offset would fail with EINVAL, so the end
- * is recognised with fstat rather than by a zero return alone). 0 or -errno. */
+/* The one resumable loop (lib/file_io.h: "a short read is the end of the file at that
+ * moment"), with the injection knob in front. */
 int pcache_file_rwv(struct pcache *pc, bool wr, const struct iovec *iov, unsigned n, uint64_t off)
 {
 	int e = wr ? pcache_injected(pc, &pc->inj.pwrite_errno, &pc->inj.pwrite_count)
 		   : pcache_injected(pc, &pc->inj.pread_errno, &pc->inj.pread_count);
 	if (e)
 		return -e;
-	unsigned i = 0;
-	size_t skip = 0;
-	for (;;) {
-		while (i < n && iov[i].iov_len == skip) {
-			i++;
-			skip = 0;
-		}
-		if (i >= n)
-			return 0;
-		struct iovec cur[64];
-		unsigned k = 0;
-		size_t want = 0;
-		for (unsigned j = i; j < n && k < 64; j++) {
-			size_t s = j == i ? skip : 0;
-			if (iov[j].iov_len == s)
-				continue;
-			cur[k].iov_base = (uint8_t *)iov[j].iov_base + s;
-			cur[k].iov_len = iov[j].iov_len - s;
-			want += cur[k].iov_len;
-			k++;
-		}
-		ssize_t r = wr ? pwritev(pc->fd, cur, (int)k, (off_t)off)
-			       : preadv(pc->fd, cur, (int)k, (off_t)off);
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		bool eof = false;
-		if (r == 0) {
-			if (wr)
-				return -EIO;
-			eof = true;
-		} else if (!wr && (size_t)r < want) {
-			/* A short read of a regular file stops at its end. The file may have grown
-			 * again since (a truncate into the window and back): fstat then says "not
-			 * the end", but the read already saw the end, and the regrown part reads as
-			 * zeros. With O_DIRECT an unaligned stop can only be that end, and resuming
-			 * there would fail with EINVAL (test_blk_pcache_threads: a fault became a
-			 * machine check, a pin failed). */
-			struct stat st;
-			eof = (pc->direct && !aligned(pc, off + (uint64_t)r)) ||
-			      (fstat(pc->fd, &st) == 0 && off + (uint64_t)r >= (uint64_t)st.st_size);
-		}
-		off += (uint64_t)r;
-		iov_advance(iov, n, &i, &skip, (size_t)r);
-		if (eof) {
-			iov_zero_rest(iov, n, i, skip);
-			return 0;
-		}
-	}
+	return file_rwv(pc->fd, wr, iov, n, off, pc->dio_align);
 }
 
 /* Read len bytes at off; past EOF reads zeros. 0 or -errno. */
@@ -102,29 +51,6 @@ static bool iov_dio_ok(const struct pcache *pc, const struct iovec *iov, unsigne
 	return true;
 }
 
-/* Copy len bytes between the stream (from byte `skip`) and buf (a separate bounce buffer). */
-static void iov_copy(const struct iovec *iov, unsigned n, uint64_t skip, uint8_t *buf,
-		     size_t len, bool to_iov)
-{
-	for (unsigned i = 0; i < n && len; i++) {
-		if (skip >= iov[i].iov_len) {
-			skip -= iov[i].iov_len;
-			continue;
-		}
-		size_t c = iov[i].iov_len - skip;
-		if (c > len)
-			c = len;
-		uint8_t *p = (uint8_t *)iov[i].iov_base + skip;
-		if (to_iov)
-			memcpy(p, buf, c);
-		else
-			memcpy(buf, p, c);
-		buf += c;
-		len -= c;
-		skip = 0;
-	}
-}
-
 /* Read [off, off+len) of the file into the stream, through an aligned bounce buffer when the
  * stream or the range does not suit O_DIRECT. */
 int pcache_file_readv_any(struct pcache *pc, uint64_t off, const struct iovec *iov, unsigned n,
@@ -143,7 +69,7 @@ int pcache_file_readv_any(struct pcache *pc, uint64_t off, const struct iovec *i
 		r = pcache_file_read(pc, b, aend - c, c);
 		uint64_t from = c > off ? c : off;
 		if (!r)
-			iov_copy(iov, n, from - off, b + (from - c), cend - from, true);
+			iov_from_buf(iov, n, from - off, b + (from - c), cend - from);
 	}
 	free(b);
 	return r;
@@ -179,7 +105,7 @@ int pcache_file_writev_any(struct pcache *pc, uint64_t off, const struct iovec *
 		if (r)
 			break;
 		uint64_t from = c > off ? c : off;
-		iov_copy(iov, n, from - off, b + (from - c), cend - from, false);
+		iov_to_buf(iov, n, from - off, b + (from - c), cend - from);
 		r = pcache_file_write(pc, b, aend - c, c);
 	}
 	/* The aligned tail may have extended the file past what was asked for: trim it back.

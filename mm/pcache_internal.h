@@ -30,7 +30,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-#include "mm/iov.h"
+#include "lib/iov.h"
 #include "mm/page.h"
 
 

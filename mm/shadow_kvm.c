@@ -39,7 +39,7 @@
 
 #include "mm/page.h"
 #include "mm/shadow.h"
-#include "vmm/kvm_compat.h"
+#include "lib/kvm_compat.h"
 
 struct shadow_kvm {
 	struct shadow base;

@@ -1,14 +1,26 @@
 #!/bin/sh
-# Install what cvmm needs to build and test, on Debian (as root, with apt-get).
-#   scripts/deps.sh                     install everything missing
-#   scripts/deps.sh --check-or-install  quiet when all is there (make calls this)
-# Build: gcc make libelf-dev libcmocka-dev liburing-dev.  Tests: clang (libFuzzer, sanitizers),
-# qemu-system-x86 (the peer the guest is checked against), spin (model checks), acpica-tools
-# (iasl), busybox-static, fio, gnuplot-nox and linux-perf (benchmarks: make bench).
+# Install what cvmm needs, on Debian (as root, with apt-get), by group:
+#   build  gcc make pkg-config libelf-dev (cvmm, cvmmctl, the guest: a plain `make`)
+#   test   libcmocka-dev (unit tests), clang + libclang-rt-14-dev (libFuzzer, TSan), qemu-system-x86
+#          (the peer the guest is checked against), spin (model checks), acpica-tools (iasl),
+#          busybox-static (Linux initramfs), python3
+#   bench  fio (the host's ceiling), gnuplot-nox (results.png), linux-perf, liburing-dev
+#   scripts/deps.sh [GROUP...]                      install what is missing (default: all)
+#   scripts/deps.sh --check-or-install GROUP...     quiet when all is there (make calls this)
 set -eu
 
-PKGS="gcc make pkg-config libelf-dev libcmocka-dev liburing-dev clang libclang-rt-14-dev \
-qemu-system-x86 spin acpica-tools busybox-static fio python3 gnuplot-nox linux-perf"
+[ "${1:-}" = --check-or-install ] && shift
+[ $# -gt 0 ] || set -- build test bench
+PKGS=""
+for g in "$@"; do
+	case "$g" in
+	build) PKGS="$PKGS gcc make pkg-config libelf-dev" ;;
+	test)  PKGS="$PKGS libcmocka-dev clang libclang-rt-14-dev qemu-system-x86 spin acpica-tools \
+busybox-static python3" ;;
+	bench) PKGS="$PKGS fio gnuplot-nox linux-perf liburing-dev" ;;
+	*) echo "deps: unknown group '$g' (build, test, bench)" >&2; exit 64 ;;
+	esac
+done
 
 missing=""
 for p in $PKGS; do
@@ -24,7 +36,7 @@ if ! command -v apt-get >/dev/null 2>&1; then
 	exit 1
 fi
 if [ "$(id -u)" != 0 ]; then
-	echo "deps: missing packages:$missing; run 'sudo scripts/deps.sh' once" >&2
+	echo "deps: missing packages:$missing; run 'sudo scripts/deps.sh $*' once" >&2
 	exit 1
 fi
 echo "deps: installing$missing" >&2

@@ -20,15 +20,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "devices/sysctl.h"
+
 #define ACPI_GPA_BASE   0xE0000ULL
 #define ACPI_GPA_SIZE   0x20000ULL   /* to 1 MiB */
 
-/* System control ports described by the tables (devices/sysctl.c implements them). */
-#define ACPI_PORT_CTL    0x600  /* write 1: reset; write SLP_EN|SLP_TYP: sleep (S5 = off) */
-#define ACPI_PORT_STS    0x601  /* sleep status (reads 0) */
-#define ACPI_RESET_VALUE 0x01
-#define ACPI_SLP_EN      0x20
-#define ACPI_S5_TYP      5
+/* The system control ports the tables describe are devices/sysctl.h's (ACPI_PORT_CTL...). */
 
 #define ACPI_IOAPIC_GPA  0xFEC00000u
 #define ACPI_LAPIC_GPA   0xFEE00000u

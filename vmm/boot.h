@@ -7,8 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "vmm/guest_mem.h"
-#include "vmm/kvm_compat.h"
+#include "lib/guest_mem.h"
+#include "lib/kvm_compat.h"
 
 #define HVM_START_MAGIC 0x336ec578u
 

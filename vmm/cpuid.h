@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "vmm/kvm_compat.h"
+#include "lib/kvm_compat.h"
 
 /* Features that can be hidden by name in `cpuid_mask` (comma separated). */
 struct cpuid_feature {

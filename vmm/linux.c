@@ -8,7 +8,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
-#include "mm/pmem_window.h"
+#include "vmm/pmem_window.h"
 #include "vmm/acpi.h"
 #include "vmm/boot.h"
 #include "vmm/cpuid.h"

@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "vmm/guest_mem.h"
+#include "lib/guest_mem.h"
 
 struct load_info {
 	uint64_t entry;      /* ELF e_entry: the 64-bit entry cvmm starts vCPUs at */

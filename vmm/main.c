@@ -79,6 +79,8 @@ static const char *flag_key(int opt)
 
 static int cmd_run(int argc, char **argv)
 {
+	/* static: the process runs one command; the config (paths up to PATH_MAX) is too large
+	 * for the stack it would share with getopt. Nothing else refers to it. */
 	static struct vm_config cfg;
 	char err[512] = "";
 	config_defaults(&cfg);
@@ -131,6 +133,7 @@ static int cmd_run(int argc, char **argv)
 		return 126;
 	}
 
+	/* static for the same reason; tests build their own struct vm instances. */
 	static struct vm vm;
 	if (vm_create(&vm, &cfg, err, sizeof(err))) {
 		fprintf(stderr, "cvmm: %s\n", err);

@@ -9,7 +9,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "mm/pmem_window.h"
+#include "vmm/pmem_window.h"
 #include "vmm/boot.h"
 #include "vmm/cpuid.h"
 
@@ -124,7 +124,7 @@ static void handle_mmio(struct vcpu *v)
 		bus_read(&v->vm->mmio, run->mmio.phys_addr, run->mmio.data, len);
 }
 
-/* mm: an exit in the pmem window is a page-cache fault (mm/pmem_window.h): an MMIO exit there
+/* mm: an exit in the pmem window is a page-cache fault (vmm/pmem_window.h): an MMIO exit there
  * (absent granule, or a store to a READONLY one), or an emulation failure whose RIP is in an
  * absent granule (an instruction fetch, HOST.md). True if handled (or the VM is stopping). */
 static bool handle_pmem(struct vcpu *v, bool internal)
@@ -133,8 +133,8 @@ static bool handle_pmem(struct vcpu *v, bool internal)
 	if (!vm->pmem)
 		return false;
 	char msg[512];
-	enum pmem_exit r = internal ? pmem_window_internal(vm->pmem, v->fd, v->run,
-							   &v->pmem_fetch_rip, msg, sizeof(msg))
+	enum pmem_exit r = internal ? pmem_window_internal(vm->pmem, v->index, v->fd, v->run, msg,
+							   sizeof(msg))
 				    : pmem_window_mmio(vm->pmem, v->fd, v->run, msg, sizeof(msg));
 	if (r == PMEM_EXIT_NOT_MINE)
 		return false;

@@ -12,13 +12,13 @@
 
 #include "devices/blk.h"
 #include "devices/irq.h"
-#include "devices/registry.h"
+#include "vmm/machine.h"
 #include "devices/serial.h"
-#include "mm/pmem_window.h"
+#include "vmm/pmem_window.h"
 #include "vmm/boot.h"
 #include "vmm/control.h"
 #include "vmm/cpuid.h"
-#include "vmm/kvm_compat.h"
+#include "lib/kvm_compat.h"
 #include "vmm/vcpu.h"
 
 double ts_diff(const struct timespec *a, const struct timespec *b)

@@ -10,7 +10,7 @@
 
 #include "devices/bus.h"
 #include "vmm/config.h"
-#include "vmm/guest_mem.h"
+#include "lib/guest_mem.h"
 #include "vmm/linux.h"
 #include "vmm/loader.h"
 
@@ -55,7 +55,6 @@ struct vcpu {
 	pthread_t thread;
 	bool started;
 	uint64_t exits[VMEXIT_NR];
-	uint64_t pmem_fetch_rip;   /* mm: last fetch fault handled (pmem_window_internal) */
 };
 
 struct vm_stats {
@@ -72,7 +71,7 @@ struct vm {
 	void *ram;             /* one host mapping for all of RAM */
 	uint64_t ram_size;
 	struct guest_mem mem;
-	struct pmem_window *pmem;  /* mm/pmem_window.h: the [pmem] window (base, size, pcache) */
+	struct pmem_window *pmem;  /* vmm/pmem_window.h: the [pmem] window (base, size, pcache) */
 	struct bus pio;
 	struct bus mmio;
 	struct load_info kernel;

@@ -10,7 +10,7 @@
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. -D_GNU_SOURCE \
  *         tests/fuzz/fuzz_blk.c devices/blk.c devices/virtqueue.c devices/virtio.c \
- *         vmm/guest_mem.c */
+ *         lib/guest_mem.c */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -137,7 +137,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct virtq q;
 	struct vq_req r;
 	if (vq_req_init(&r, QSIZE) ||
-	    virtq_setup(&q, &mem, QSIZE, DESC_GPA, AVAIL_GPA, USED_GPA, event_idx, true, QSIZE,
+	    virtq_setup(&q, &(struct virtq_dma){ .mem = &mem }, QSIZE, DESC_GPA, AVAIL_GPA, USED_GPA, event_idx, true, QSIZE,
 			err, sizeof(err)))
 		abort();
 	/* Bounded: the device's writes may rewrite the rings as it goes. */

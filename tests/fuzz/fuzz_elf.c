@@ -3,13 +3,13 @@
  * leave RAM untouched.
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. -D_GNU_SOURCE \
- *         tests/fuzz/fuzz_elf.c vmm/loader_elf.c vmm/guest_mem.c -lelf */
+ *         tests/fuzz/fuzz_elf.c vmm/loader_elf.c lib/guest_mem.c -lelf */
 #include <elf.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "vmm/guest_mem.h"
+#include "lib/guest_mem.h"
 #include "vmm/loader.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

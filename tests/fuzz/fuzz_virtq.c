@@ -5,7 +5,7 @@
  * never loop, and every request it hands out must be consistent.
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. -D_GNU_SOURCE \
- *         tests/fuzz/fuzz_virtq.c devices/virtqueue.c devices/virtio.c vmm/guest_mem.c */
+ *         tests/fuzz/fuzz_virtq.c devices/virtqueue.c devices/virtio.c lib/guest_mem.c */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,7 +62,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char err[128];
 	if (vq_req_init(&r, max_chain))
 		abort();
-	if (virtq_setup(&q, &mem, qsize, desc, avail, used, event_idx, indirect, max_chain, err,
+	if (virtq_setup(&q, &(struct virtq_dma){ .mem = &mem }, qsize, desc, avail, used, event_idx, indirect, max_chain, err,
 			sizeof(err)) == 0) {
 		volatile uint8_t sink = 0;
 		/* Several rounds: the device's own writes (into writable buffers, which may be

@@ -11,10 +11,10 @@
 # objects would need KVM and would be instrumented for nothing).
 fuzz_sources() {
 	case "$1" in
-	fuzz_virtq)  echo "devices/virtqueue.c devices/virtio.c vmm/guest_mem.c" ;;
-	fuzz_blk)    echo "devices/blk.c devices/virtqueue.c devices/virtio.c vmm/guest_mem.c" ;;
+	fuzz_virtq)  echo "devices/virtqueue.c devices/virtio.c lib/guest_mem.c lib/iov.c" ;;
+	fuzz_blk)    echo "devices/blk.c devices/virtqueue.c devices/virtio.c lib/guest_mem.c lib/iov.c" ;;
 	fuzz_config) echo "vmm/config.c" ;;
-	fuzz_elf)    echo "vmm/loader_elf.c vmm/file.c vmm/guest_mem.c" ;;
+	fuzz_elf)    echo "vmm/loader_elf.c vmm/file.c lib/guest_mem.c" ;;
 	fuzz_control) echo "vmm/control_json.c" ;;
 	*) return 1 ;;
 	esac

@@ -116,7 +116,7 @@ static void fx_ram(struct fx *f)
 	memset(f->ram, 0, RAM_SIZE);
 	assert_int_equal(guest_mem_add(&f->mem, 0, RAM_SIZE, f->ram), 0);
 	char err[128];
-	assert_int_equal(virtq_setup(&f->q, &f->mem, QSZ, DESC_GPA, AVAIL_GPA, USED_GPA, false,
+	assert_int_equal(virtq_setup(&f->q, &(struct virtq_dma){ .mem = &f->mem }, QSZ, DESC_GPA, AVAIL_GPA, USED_GPA, false,
 				     true, QSZ, err, sizeof(err)), 0);
 	assert_int_equal(vq_req_init(&f->r, QSZ), 0);
 	f->fd = -1;

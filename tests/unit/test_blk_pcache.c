@@ -43,7 +43,7 @@ struct bx {
 	uint64_t blk_off;
 	uint8_t *ram;
 	struct guest_mem ram_mem;
-	const struct guest_mem *mem;   /* the device's copy, with the translation hook */
+	struct virtq_dma dma;   /* RAM plus the window's translation hook */
 	struct virtq q;
 	struct vq_req r;
 	uint16_t avail;
@@ -86,9 +86,9 @@ static int setup(void **state, const struct cfg *c)
 	assert_int_equal(guest_mem_add(&x->ram_mem, 0, RAM_SIZE, x->ram), 0);
 	char err[256];
 	void *ctx;
-	assert_int_equal(blk_dma_window_create(x->e.pc, ENV_BASE, &x->ram_mem, &ctx, &x->mem, err,
+	assert_int_equal(blk_dma_window_create(x->e.pc, ENV_BASE, &x->ram_mem, &ctx, &x->dma, err,
 					       sizeof(err)), 0);
-	assert_int_equal(virtq_setup(&x->q, x->mem, QSZ, DESC_GPA, AVAIL_GPA, USED_GPA, false,
+	assert_int_equal(virtq_setup(&x->q, &x->dma, QSZ, DESC_GPA, AVAIL_GPA, USED_GPA, false,
 				     true, QSZ, err, sizeof(err)), 0);
 	assert_non_null(x->q.translate);
 	assert_int_equal(vq_req_init(&x->r, QSZ), 0);

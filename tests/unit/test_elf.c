@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "vmm/guest_mem.h"
+#include "lib/guest_mem.h"
 #include "vmm/loader.h"
 
 /* Guest RAM [0, RAM_SIZE); [0, RESERVED_HI) is where cvmm would put boot tables. */

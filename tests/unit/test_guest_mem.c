@@ -7,7 +7,7 @@
 
 #include <string.h>
 
-#include "vmm/guest_mem.h"
+#include "lib/guest_mem.h"
 
 #define RAM_GPA 0x100000ull
 #define RAM_SIZE 0x10000ull

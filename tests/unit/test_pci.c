@@ -17,6 +17,11 @@
 #include "devices/pci.h"
 #include "vmm/vm.h"
 
+/* The machine's PCI layout (vmm/machine.c passes the same). */
+static const struct pci_layout test_pci_layout = {
+	.ecam = GPA_ECAM, .mmio = GPA_PCI_MMIO, .mmio_end = GPA_PCI_MMIO_END,
+};
+
 struct fake;
 struct fake_bar {
 	struct fake *f;
@@ -87,7 +92,7 @@ static int setup(void **state)
 	char err[128];
 	bus_init(&x->pio, "pio");
 	bus_init(&x->mmio, "mmio");
-	assert_int_equal(pci_host_init(&x->h, &x->pio, &x->mmio, -1, err, sizeof(err)), 0);
+	assert_int_equal(pci_host_init(&x->h, &x->pio, &x->mmio, -1, &test_pci_layout, err, sizeof(err)), 0);
 	/* a: 64-bit BAR0 16 KiB, 32-bit BAR2 4 KiB (BAR3 unimplemented), 64-bit prefetchable
 	 * BAR4 1 MiB; MSI-X with 3 vectors in BAR0 */
 	fake_init(&x->a, "a", 0xa);

@@ -19,8 +19,13 @@
 #include <unistd.h>
 
 #include "devices/virtio_pci.h"
-#include "vmm/kvm_compat.h"
+#include "lib/kvm_compat.h"
 #include "vmm/vm.h"
+
+/* The machine's PCI layout (vmm/machine.c passes the same). */
+static const struct pci_layout test_pci_layout = {
+	.ecam = GPA_ECAM, .mmio = GPA_PCI_MMIO, .mmio_end = GPA_PCI_MMIO_END,
+};
 
 #define RAM_SIZE  (1u << 20)
 #define QMAX      16
@@ -134,14 +139,14 @@ static int setup_ops(void **state, const struct virtio_dev_ops *ops)
 	char err[160];
 	bus_init(&x->pio, "pio");
 	bus_init(&x->mmio, "mmio");
-	assert_int_equal(pci_host_init(&x->h, &x->pio, &x->mmio, -1, err, sizeof(err)), 0);
+	assert_int_equal(pci_host_init(&x->h, &x->pio, &x->mmio, -1, &test_pci_layout, err, sizeof(err)), 0);
 	x->ram = calloc(1, RAM_SIZE);
 	assert_int_equal(guest_mem_add(&x->mem, 0, RAM_SIZE, x->ram), 0);
 	pthread_mutex_init(&x->dev.lock, NULL);
 	pthread_cond_init(&x->dev.cond, NULL);
 	memcpy(x->dev.config, "cfgbytes", 8);
 	ratelimit_init(&x->rl, "virtio-test", 100);
-	assert_int_equal(virtio_pci_init(&x->vp, &x->h, &x->mem, ops, &x->dev, "virtio-test",
+	assert_int_equal(virtio_pci_init(&x->vp, &x->h, &(struct virtq_dma){ .mem = &x->mem }, ops, &x->dev, "virtio-test",
 					 &x->rl, err, sizeof(err)), 0);
 	x->bar = x->vp.pdev.bar[0].mapped_at;
 	assert_true(x->vp.pdev.bar[0].mapped);
@@ -743,13 +748,13 @@ static void test_kvm_ioeventfd_irqfd(void **state)
 	char err[160];
 	bus_init(&x->pio, "pio");
 	bus_init(&x->mmio, "mmio");
-	assert_int_equal(pci_host_init(&x->h, &x->pio, &x->mmio, vmfd, err, sizeof(err)), 0);
+	assert_int_equal(pci_host_init(&x->h, &x->pio, &x->mmio, vmfd, &test_pci_layout, err, sizeof(err)), 0);
 	x->ram = calloc(1, RAM_SIZE);
 	assert_int_equal(guest_mem_add(&x->mem, 0, RAM_SIZE, x->ram), 0);
 	pthread_mutex_init(&x->dev.lock, NULL);
 	pthread_cond_init(&x->dev.cond, NULL);
 	ratelimit_init(&x->rl, "virtio-test", 100);
-	assert_int_equal(virtio_pci_init(&x->vp, &x->h, &x->mem, &fake_ops, &x->dev, "virtio-test",
+	assert_int_equal(virtio_pci_init(&x->vp, &x->h, &(struct virtq_dma){ .mem = &x->mem }, &fake_ops, &x->dev, "virtio-test",
 					 &x->rl, err, sizeof(err)), 0);
 	x->bar = x->vp.pdev.bar[0].mapped_at;
 	for (unsigned i = 0; i < 2; i++) {

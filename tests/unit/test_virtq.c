@@ -38,7 +38,7 @@ static int setup(void **state)
 	assert_int_equal(guest_mem_add(&f->mem, 0, RAM_SIZE, f->ram), 0);
 	assert_int_equal(guest_mem_add(&f->mem, HIGH_GPA, HIGH_SIZE, f->high), 0);
 	char err[128];
-	assert_int_equal(virtq_setup(&f->q, &f->mem, QSZ, DESC_GPA, AVAIL_GPA, USED_GPA, true, true,
+	assert_int_equal(virtq_setup(&f->q, &(struct virtq_dma){ .mem = &f->mem }, QSZ, DESC_GPA, AVAIL_GPA, USED_GPA, true, true,
 				     QSZ, err, sizeof(err)), 0);
 	assert_int_equal(vq_req_init(&f->r, QSZ), 0);
 	*state = f;
@@ -100,38 +100,38 @@ static void test_setup_checks(void **state)
 	struct virtq q;
 	char err[160];
 	/* size: 0, not a power of two */
-	assert_int_equal(virtq_setup(&q, &f->mem, 0, DESC_GPA, AVAIL_GPA, USED_GPA, 0, 0, 8, err, sizeof(err)), -1);
-	assert_int_equal(virtq_setup(&q, &f->mem, 24, DESC_GPA, AVAIL_GPA, USED_GPA, 0, 0, 8, err, sizeof(err)), -1);
+	assert_int_equal(virtq_setup(&q, &(struct virtq_dma){ .mem = &f->mem }, 0, DESC_GPA, AVAIL_GPA, USED_GPA, 0, 0, 8, err, sizeof(err)), -1);
+	assert_int_equal(virtq_setup(&q, &(struct virtq_dma){ .mem = &f->mem }, 24, DESC_GPA, AVAIL_GPA, USED_GPA, 0, 0, 8, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "power of two"));
 	assert_true(q.broken);
 	/* alignment: desc 16, avail 2, used 4 */
-	assert_int_equal(virtq_setup(&q, &f->mem, 8, DESC_GPA + 8, AVAIL_GPA, USED_GPA, 0, 0, 8, err, sizeof(err)), -1);
-	assert_int_equal(virtq_setup(&q, &f->mem, 8, DESC_GPA, AVAIL_GPA + 1, USED_GPA, 0, 0, 8, err, sizeof(err)), -1);
-	assert_int_equal(virtq_setup(&q, &f->mem, 8, DESC_GPA, AVAIL_GPA, USED_GPA + 2, 0, 0, 8, err, sizeof(err)), -1);
+	assert_int_equal(virtq_setup(&q, &(struct virtq_dma){ .mem = &f->mem }, 8, DESC_GPA + 8, AVAIL_GPA, USED_GPA, 0, 0, 8, err, sizeof(err)), -1);
+	assert_int_equal(virtq_setup(&q, &(struct virtq_dma){ .mem = &f->mem }, 8, DESC_GPA, AVAIL_GPA + 1, USED_GPA, 0, 0, 8, err, sizeof(err)), -1);
+	assert_int_equal(virtq_setup(&q, &(struct virtq_dma){ .mem = &f->mem }, 8, DESC_GPA, AVAIL_GPA, USED_GPA + 2, 0, 0, 8, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "misaligned"));
 	/* areas past the end of RAM, straddling the end, in the hole, wrapping */
-	assert_int_equal(virtq_setup(&q, &f->mem, 8, RAM_SIZE, AVAIL_GPA, USED_GPA, 0, 0, 8, err, sizeof(err)), -1);
-	assert_int_equal(virtq_setup(&q, &f->mem, 8, RAM_SIZE - 64, AVAIL_GPA, USED_GPA, 0, 0, 8, err, sizeof(err)), -1);
+	assert_int_equal(virtq_setup(&q, &(struct virtq_dma){ .mem = &f->mem }, 8, RAM_SIZE, AVAIL_GPA, USED_GPA, 0, 0, 8, err, sizeof(err)), -1);
+	assert_int_equal(virtq_setup(&q, &(struct virtq_dma){ .mem = &f->mem }, 8, RAM_SIZE - 64, AVAIL_GPA, USED_GPA, 0, 0, 8, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "descriptor table"));
 	/* the used ring with its avail_event: 6 + 8 * 8 = 70 bytes; 68 left is not enough */
-	assert_int_equal(virtq_setup(&q, &f->mem, 8, DESC_GPA, AVAIL_GPA, RAM_SIZE - 68, 0, 0, 8, err, sizeof(err)), -1);
+	assert_int_equal(virtq_setup(&q, &(struct virtq_dma){ .mem = &f->mem }, 8, DESC_GPA, AVAIL_GPA, RAM_SIZE - 68, 0, 0, 8, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "used ring"));
-	assert_int_equal(virtq_setup(&q, &f->mem, 8, DESC_GPA, AVAIL_GPA, RAM_SIZE - 72, 0, 0, 8, err, sizeof(err)), 0);
-	assert_int_equal(virtq_setup(&q, &f->mem, 8, DESC_GPA, 0x80000000ULL, USED_GPA, 0, 0, 8, err, sizeof(err)), -1);
+	assert_int_equal(virtq_setup(&q, &(struct virtq_dma){ .mem = &f->mem }, 8, DESC_GPA, AVAIL_GPA, RAM_SIZE - 72, 0, 0, 8, err, sizeof(err)), 0);
+	assert_int_equal(virtq_setup(&q, &(struct virtq_dma){ .mem = &f->mem }, 8, DESC_GPA, 0x80000000ULL, USED_GPA, 0, 0, 8, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "available ring"));
-	assert_int_equal(virtq_setup(&q, &f->mem, 8, 0xfffffffffffffff0ULL, AVAIL_GPA, USED_GPA, 0, 0, 8, err, sizeof(err)), -1);
+	assert_int_equal(virtq_setup(&q, &(struct virtq_dma){ .mem = &f->mem }, 8, 0xfffffffffffffff0ULL, AVAIL_GPA, USED_GPA, 0, 0, 8, err, sizeof(err)), -1);
 	/* 32768 is the largest size; a 32768-entry ring does not fit our 1 MiB at 0x1000 with
 	 * the others, but the size itself is accepted when it fits (areas may overlap: the
 	 * guest only hurts itself) */
-	assert_int_equal(virtq_setup(&q, &f->mem, 32768, 0xc0000, AVAIL_GPA, USED_GPA, 0, 0, 8, err, sizeof(err)), -1);
-	assert_int_equal(virtq_setup(&q, &f->mem, 32768, 0x80000, 0x10000, 0x20000, 0, 0, 8, err, sizeof(err)), 0);
+	assert_int_equal(virtq_setup(&q, &(struct virtq_dma){ .mem = &f->mem }, 32768, 0xc0000, AVAIL_GPA, USED_GPA, 0, 0, 8, err, sizeof(err)), -1);
+	assert_int_equal(virtq_setup(&q, &(struct virtq_dma){ .mem = &f->mem }, 32768, 0x80000, 0x10000, 0x20000, 0, 0, 8, err, sizeof(err)), 0);
 	assert_false(q.broken);
 	/* chains are limited by the queue size too (2.7.5.3.1), whatever the device allows */
-	assert_int_equal(virtq_setup(&q, &f->mem, 4, DESC_GPA, AVAIL_GPA, USED_GPA, 0, 1, 256, err, sizeof(err)), 0);
+	assert_int_equal(virtq_setup(&q, &(struct virtq_dma){ .mem = &f->mem }, 4, DESC_GPA, AVAIL_GPA, USED_GPA, 0, 1, 256, err, sizeof(err)), 0);
 	assert_int_equal(q.max_chain, 4);
-	assert_int_equal(virtq_setup(&q, &f->mem, 64, DESC_GPA, AVAIL_GPA, USED_GPA, 0, 1, 0, err, sizeof(err)), 0);
+	assert_int_equal(virtq_setup(&q, &(struct virtq_dma){ .mem = &f->mem }, 64, DESC_GPA, AVAIL_GPA, USED_GPA, 0, 1, 0, err, sizeof(err)), 0);
 	assert_int_equal(q.max_chain, 64);
-	assert_int_equal(virtq_setup(&q, &f->mem, 64, DESC_GPA, AVAIL_GPA, USED_GPA, 0, 1, 10, err, sizeof(err)), 0);
+	assert_int_equal(virtq_setup(&q, &(struct virtq_dma){ .mem = &f->mem }, 64, DESC_GPA, AVAIL_GPA, USED_GPA, 0, 1, 10, err, sizeof(err)), 0);
 	assert_int_equal(q.max_chain, 10);
 }
 

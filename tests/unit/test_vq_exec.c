@@ -119,7 +119,7 @@ static int setup_n(void **state, unsigned workers)
 	f->ram = calloc(1, RAM_SIZE);
 	assert_int_equal(guest_mem_add(&f->mem, 0, RAM_SIZE, f->ram), 0);
 	char err[128];
-	assert_int_equal(virtq_setup(&f->q, &f->mem, QSZ, DESC_GPA, AVAIL_GPA, USED_GPA, true,
+	assert_int_equal(virtq_setup(&f->q, &(struct virtq_dma){ .mem = &f->mem }, QSZ, DESC_GPA, AVAIL_GPA, USED_GPA, true,
 				     true, QSZ, err, sizeof(err)), 0);
 	pthread_mutex_init(&f->lock, NULL);
 	pthread_cond_init(&f->cv, NULL);

@@ -1,33 +1,26 @@
-# ThreadSanitizer build of the threaded tests (the page cache's pins and breaks, the blk
-# paths over it, the virtqueue executor).
-#
-# TSan cannot be linked with the ASan library, so the test is compiled together with the mm/
-# sources (which depend on nothing outside mm/ but headers). To hook into `make test`, add to
-# the Makefile, after `include guest/guest.mk`:
-#
-#     include tests/unit/tsan/tsan.mk
-#
-# and make the `test` target depend on $(TSAN_BINS) and run them next to the unit tests, e.g.
-# in tests/run-all.sh:  TSAN_OPTIONS=halt_on_error=1 unit_run build/tsan/test_*
-# (a race report makes the binary exit nonzero, which unit_run counts as a failure).
-# Standalone: make -f Makefile -f tests/unit/tsan/tsan.mk tsan
+# ThreadSanitizer build of the threaded tests (the page cache's pins and breaks, the blk paths
+# over it, the virtqueue executor). TSan cannot be linked with ASan, so the host sources are
+# compiled a third time into their own archive (the same LIB_SRCS as build/cvmm), and each test
+# below is linked against it. make test runs them (tests/run-all.sh); `make tsan` alone.
+# -Wno-tsan: TSan does not model the virtqueue's two fences (they order guest-visible ring
+# fields, not our threads).
 
-TSAN_FLAGS := -O1 -g -fsanitize=thread -fno-omit-frame-pointer
+TSAN_FLAGS := -O1 -g -fsanitize=thread -fno-omit-frame-pointer -Wno-tsan
 TSAN_SRCS  := tests/unit/test_pcache_pin.c tests/unit/test_blk_pcache_threads.c \
 	      tests/unit/test_vq_exec.c
 TSAN_BINS  := $(TSAN_SRCS:tests/unit/%.c=$(B)/tsan/%)
-MM_SRCS    := $(sort $(wildcard mm/*.c))
-# the queue executor and what it stands on (no KVM, no mm/). -Wno-tsan: TSan does not model
-# the virtqueue's two fences (they order guest-visible ring fields, not our threads)
-VQ_SRCS    := devices/vq_exec.c devices/virtqueue.c devices/virtio.c vmm/guest_mem.c
+TSAN_OBJS  := $(LIB_SRCS:%.c=$(B)/tsan-obj/%.o)
 
-$(B)/tsan/test_vq_exec: tests/unit/test_vq_exec.c $(VQ_SRCS) $(HDRS)
+$(B)/tsan-obj/%.o: %.c Makefile tests/unit/tsan/tsan.mk
 	@mkdir -p $(dir $@)
-	$(CC) $(filter-out -O2,$(CFLAGS)) $(TSAN_FLAGS) -Wno-tsan -o $@ $< $(VQ_SRCS) -lcmocka $(LDLIBS)
+	$(CC) $(filter-out -O2,$(CFLAGS)) $(TSAN_FLAGS) $(DEPFLAGS) -c $< -o $@
 
-$(B)/tsan/%: tests/unit/%.c $(MM_SRCS) $(HDRS)
-	@mkdir -p $(dir $@)
-	$(CC) $(filter-out -O2,$(CFLAGS)) $(TSAN_FLAGS) -o $@ $< $(MM_SRCS) -lcmocka $(LDLIBS)
+$(B)/libcvmm-tsan.a: $(TSAN_OBJS)
+	@rm -f $@; ar rcs $@ $^
+
+$(B)/tsan/%: tests/unit/%.c $(B)/libcvmm-tsan.a
+	@mkdir -p $(dir $@) $(B)/dep
+	$(CC) $(filter-out -O2,$(CFLAGS)) $(TSAN_FLAGS) $(DEPFLAGS) -MF $(B)/dep/$(@F).tsan.d -o $@ $< $(B)/libcvmm-tsan.a -lcmocka $(LDLIBS)
 
 tsan: $(TSAN_BINS)
 	@TSAN_OPTIONS=halt_on_error=1 tests/run-unit.sh $(TSAN_BINS)

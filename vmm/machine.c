@@ -1,6 +1,6 @@
 /* The one place devices are created and put on the buses (kvmtool keeps this in one place
  * too). Transport (PCI) and device models live in their own files. */
-#include "devices/registry.h"
+#include "vmm/machine.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -16,7 +16,7 @@
 #include "devices/sysctl.h"
 #include "devices/virtio_pci.h"
 #include "mm/pcache.h"
-#include "mm/pmem_window.h"
+#include "vmm/pmem_window.h"
 
 static void on_serial_output(void *ctx, size_t bytes)
 {
@@ -74,15 +74,15 @@ static int blk_setup(struct vm *vm, char *err, size_t errlen)
 	_Static_assert(CONFIG_MAX_BLK_WORKERS == BLK_WORKERS_MAX, "[blk] workers bound");
 	if (c->workers)
 		vm->blk->workers = c->workers;
-	const struct guest_mem *mem = &vm->mem;
+	struct virtq_dma dma = { .mem = &vm->mem };
 	if (vm->pmem) {
 		void *ctx;
-		if (blk_dma_window_create(vm->pmem->pc, vm->pmem->base, &vm->mem, &ctx, &mem, err,
+		if (blk_dma_window_create(vm->pmem->pc, vm->pmem->base, &vm->mem, &ctx, &dma, err,
 					  errlen))
 			return -1;
 		blk_set_dma(vm->blk, &blk_dma_window_ops, ctx);
 	}
-	return virtio_pci_init(vm->blk_pci, vm->pci, mem, &blk_virtio_ops, vm->blk,
+	return virtio_pci_init(vm->blk_pci, vm->pci, &dma, &blk_virtio_ops, vm->blk,
 			       "virtio-blk", &vm->blk->rl, err, errlen);
 }
 
@@ -91,7 +91,7 @@ static int pmem_flush_window(void *ctx)
 	return pmem_window_flush(ctx);
 }
 
-/* [pmem]: the window itself was made by vm_create (mm/pmem_window.h); this is the virtio
+/* [pmem]: the window itself was made by vm_create (vmm/pmem_window.h); this is the virtio
  * device that tells the guest where it is and takes its FLUSH requests. */
 static int pmem_setup(struct vm *vm, char *err, size_t errlen)
 {
@@ -102,7 +102,8 @@ static int pmem_setup(struct vm *vm, char *err, size_t errlen)
 		return -1;
 	}
 	pmem_dev_init(vm->pmem_dev, vm->pmem->base, vm->pmem->size, pmem_flush_window, vm->pmem);
-	return virtio_pci_init(vm->pmem_pci, vm->pci, &vm->mem, &pmem_virtio_ops, vm->pmem_dev,
+	struct virtq_dma dma = { .mem = &vm->mem }; /* RAM only: pmem's FLUSH has no data */
+	return virtio_pci_init(vm->pmem_pci, vm->pci, &dma, &pmem_virtio_ops, vm->pmem_dev,
 			       "virtio-pmem", &vm->pmem_dev->rl, err, errlen);
 }
 
@@ -117,6 +118,11 @@ static void on_sysctl(void *ctx, enum sysctl_event ev)
 {
 	vm_request_stop(ctx, 0, "%s; cvmm does not reboot, the VM ends", sysctl_event_name(ev));
 }
+
+/* The guest-physical layout of PCI (vmm/vm.h: where QEMU q35 has ECAM). */
+static const struct pci_layout pci_layout = {
+	.ecam = GPA_ECAM, .mmio = GPA_PCI_MMIO, .mmio_end = GPA_PCI_MMIO_END,
+};
 
 int devices_setup(struct vm *vm, char *err, size_t errlen)
 {
@@ -159,7 +165,7 @@ int devices_setup(struct vm *vm, char *err, size_t errlen)
 		snprintf(err, errlen, "devices: out of memory");
 		return -1;
 	}
-	if (pci_host_init(vm->pci, &vm->pio, &vm->mmio, vm->vm_fd, err, errlen))
+	if (pci_host_init(vm->pci, &vm->pio, &vm->mmio, vm->vm_fd, &pci_layout, err, errlen))
 		return -1;
 
 	if (vm->cfg->blk.present && blk_setup(vm, err, errlen))

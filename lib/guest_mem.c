@@ -1,4 +1,4 @@
-#include "vmm/guest_mem.h"
+#include "lib/guest_mem.h"
 
 int guest_mem_add(struct guest_mem *m, uint64_t gpa, uint64_t size, void *host)
 {

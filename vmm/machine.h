@@ -1,5 +1,5 @@
-#ifndef CVMM_REGISTRY_H
-#define CVMM_REGISTRY_H
+#ifndef CVMM_MACHINE_H
+#define CVMM_MACHINE_H
 
 #include <stddef.h>
 

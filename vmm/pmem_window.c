@@ -1,14 +1,14 @@
 /* The virtio-pmem window: glue between a VM's exits and the page cache (see pmem_window.h). */
-#include "mm/pmem_window.h"
+#include "vmm/pmem_window.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 
-#include "mm/mce.h"
+#include "vmm/mce.h"
 #include "mm/shadow.h"
-#include "vmm/kvm_compat.h"
+#include "lib/kvm_compat.h"
 
 #define GIB (1ULL << 30)
 #define MAX_GRANULES 16384  /* memslots the window may use (KVM allows 32764 here) */
@@ -199,9 +199,12 @@ static bool translate(int vcpu_fd, uint64_t la, uint64_t *gpa)
 	return true;
 }
 
-enum pmem_exit pmem_window_internal(struct pmem_window *w, int vcpu_fd, struct kvm_run *run,
-				    uint64_t *last_rip, char *msg, size_t msglen)
+enum pmem_exit pmem_window_internal(struct pmem_window *w, int index, int vcpu_fd,
+				    struct kvm_run *run, char *msg, size_t msglen)
 {
+	if (index < 0 || index >= CONFIG_MAX_CPUS)
+		return PMEM_EXIT_NOT_MINE;
+	uint64_t *last_rip = &w->fetch_rip[index];
 	if (!w || run->internal.suberror != KVM_INTERNAL_ERROR_EMULATION)
 		return PMEM_EXIT_NOT_MINE;
 	struct kvm_regs regs;

@@ -12,7 +12,7 @@
  * exited (the MMIO exit completes the instruction), so RIP points after it, not at it. For a
  * Linux guest this is the same as a poisoned page under a user access: SIGBUS to the task,
  * which is the "guest-side form of SIGBUS" DESIGN.md asks for. */
-#include "mm/mce.h"
+#include "vmm/mce.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -20,7 +20,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
-#include "vmm/kvm_compat.h"
+#include "lib/kvm_compat.h"
 
 #define CR4_MCE (1ULL << 6)
 

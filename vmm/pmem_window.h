@@ -5,8 +5,8 @@
  * vCPUs; vcpu.c calls pmem_window_vcpu_init for each vCPU, and pmem_window_mmio /
  * pmem_window_internal on exits; the virtio-pmem device reports w->base / w->size to the guest
  * and calls pmem_window_flush for a FLUSH request. */
-#ifndef CVMM_MM_PMEM_WINDOW_H
-#define CVMM_MM_PMEM_WINDOW_H
+#ifndef CVMM_PMEM_WINDOW_H
+#define CVMM_PMEM_WINDOW_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -34,6 +34,10 @@ struct pmem_window {
 	struct pcache *pc;
 	struct pcache_map *map;
 	uint64_t errseq;        /* this device's FLUSH cursor (pcache_flush) */
+	/* Per vCPU: the RIP of the last fetch fault handled (pmem_window_internal), so a genuine
+	 * emulation failure in a present granule is not retried forever. Written only by the
+	 * vCPU's own thread. */
+	uint64_t fetch_rip[CONFIG_MAX_CPUS];
 	uint64_t discarded_warned;
 };
 
@@ -60,10 +64,10 @@ enum pmem_exit pmem_window_mmio(struct pmem_window *w, int vcpu_fd, struct kvm_r
 				char *msg, size_t msglen);
 /* KVM_EXIT_INTERNAL_ERROR: an emulation failure whose RIP translates into an absent granule of
  * the window is an instruction fetch from it (HOST.md): fault the granule in and resume.
- * *last_rip (per vCPU, start at 0) stops a loop when the granule is present and the failure
- * is a genuine one. */
-enum pmem_exit pmem_window_internal(struct pmem_window *w, int vcpu_fd, struct kvm_run *run,
-				    uint64_t *last_rip, char *msg, size_t msglen);
+ * The last such RIP of each vCPU (`index`) stops a loop when the granule is present and the
+ * failure is a genuine one. */
+enum pmem_exit pmem_window_internal(struct pmem_window *w, int index, int vcpu_fd,
+				    struct kvm_run *run, char *msg, size_t msglen);
 /* virtio-pmem FLUSH: 0, or -errno reported once per error (errseq). */
 int pmem_window_flush(struct pmem_window *w);
 /* "pmem: 64 MiB at 0x100000000, granule 64 KiB: faults 3 (...)" (no newline) */
