@@ -346,8 +346,10 @@ uint32_t blk_handle(void *dev, unsigned q, struct vq_req *r)
 			st = VIRTIO_BLK_S_UNSUPP;
 			break;
 		}
-		/* One queue, one request at a time: every write completed before this flush was
-		 * submitted has returned from the backend, so fdatasync covers it. */
+		/* Requests of the queue run on several workers (vq_exec), so writes may be in
+		 * flight beside this FLUSH; what it promises is the writes that completed before
+		 * it was submitted, and those have returned from the backend: its sync covers
+		 * them. A FLUSH whose own sync (or the page cache's writeback) fails says so. */
 		st = VIRTIO_BLK_S_OK;
 		if (!b->be->readonly) {
 			int rc = b->be->ops->flush(b->be);

@@ -75,7 +75,8 @@ static int pc_write(struct blk_backend *be, const struct iovec *iov, const uint6
 static int pc_flush(struct blk_backend *be)
 {
 	struct blk_pcache *b = P(be);
-	/* One queue, one request at a time: only this thread uses the cursor. */
+	/* Several workers may FLUSH at once: the cursor is read and advanced under the cache's
+	 * errseq lock, and each FLUSH also returns its own writeback's error (pcache_flush). */
 	return pcache_flush(b->pc, &b->errseq);
 }
 

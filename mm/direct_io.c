@@ -42,6 +42,29 @@ ssize_t pcache_direct_read(struct pcache *pc, uint64_t off, void *buf, size_t le
 	return pcache_direct_readv(pc, off, &v, 1);
 }
 
+/* The write-through fallback for page p (locked) that stays cached across a direct write of
+ * [off, off+len): replace the bytes of the page the write covered with what it put in the
+ * file (read back, not copied from the source: the source may be this very cache memory, d1),
+ * keep the others. 0 or -errno. */
+static int refresh_written(struct pcache *pc, uint64_t p, uint64_t off, uint64_t len)
+{
+	uint64_t ps = p * PAGE_SIZE;
+	uint64_t from = off > ps ? off : ps;
+	uint64_t to = off + len < ps + PAGE_SIZE ? off + len : ps + PAGE_SIZE;
+	if (from >= to)
+		return 0;
+	if (from == ps && to == ps + PAGE_SIZE)
+		return pcache_file_read(pc, pc->mem + ps, PAGE_SIZE, ps);
+	uint8_t *b;
+	if (posix_memalign((void **)&b, PAGE_SIZE, PAGE_SIZE))
+		return -ENOMEM;
+	int r = pcache_file_read(pc, b, PAGE_SIZE, ps);
+	if (!r)
+		memcpy(pc->mem + from, b + (from - ps), to - from);
+	free(b);
+	return r;
+}
+
 ssize_t pcache_direct_writev(struct pcache *pc, uint64_t off, const struct iovec *iov,
 			     unsigned n)
 {
@@ -83,7 +106,11 @@ ssize_t pcache_direct_writev(struct pcache *pc, uint64_t off, const struct iovec
 	 *    wb_lock shared (before the page locks): a FLUSH waits for this launder. */
 	pthread_rwlock_rdlock(&pc->wb_lock);
 	lock_pages(pc, p0, p1);
-	r = pcache_unmap_pages_locked(pc, p0, p1) ? -EIO : 0;
+	/* A granule that cannot be unmapped stays mapped: none of its pages may lose UPTODATE or
+	 * RESERVED (the guest goes on using them), so nothing below runs and the request fails
+	 * (issue 12 finding 4; pcache_invalidate_range keeps them the same way). */
+	bool unmapped = pcache_unmap_pages_locked(pc, p0, p1) == 0;
+	r = unmapped ? 0 : -EIO;
 	if (!r) {
 		for (uint64_t p = p0; p < p1; p++) {
 			uint64_t ps = p * PAGE_SIZE;
@@ -101,35 +128,43 @@ ssize_t pcache_direct_writev(struct pcache *pc, uint64_t off, const struct iovec
 		r = pcache_file_writev_any(pc, off, iov, n, len);
 		wrote = true;
 	}
-	/* 3. Drop the pages, or refresh the pinned ones. All legitimate dirt was laundered in
-	 *    step 1 and the granules are unmapped, so a page DIRTY now was dirtied by a DMA that
-	 *    unpinned during the write: it ran "before" this write, whose data wins; drop it. A
-	 *    page still pinned cannot be dropped (its DMA holds a pointer into it): it is
-	 *    refreshed from the file under its lock, so cache page == file (the write-through
-	 *    fallback, seed 000: never leave the two views disagreeing). If the write did not
-	 *    happen (launder or unmap failed) pages keep their data and a DIRTY page stays. */
-	for (uint64_t p = p0; p < p1; p++) {
+	/* 3. Drop the pages, or keep the ones that cannot go. All legitimate dirt was laundered
+	 *    in step 1 and the granules are unmapped, so a page DIRTY now was dirtied by a DMA
+	 *    that unpinned during the write. A page the write covers wholly is dropped (the write
+	 *    ran after that DMA: its data wins). A page still pinned (its DMA holds a pointer into
+	 *    it), or DIRTY and only partly covered (the DMA's bytes beside ours are newer than the
+	 *    file), stays cached and takes the write-through fallback: the bytes the write
+	 *    covered are refreshed from the file, its other bytes are kept (seed 004: the
+	 *    kernel's buffered fallback copies only what it writes into the page; re-reading the
+	 *    whole page reverted a DMA that had completed OK, issue 12 finding 2). If the write
+	 *    did not happen (launder failed) pages keep their data and a DIRTY page stays. */
+	for (uint64_t p = p0; unmapped && p < p1; p++) {
 		uint32_t *w = &pc->flags[p];
-		if (pin_count(&pc->pins[p])) {
-			if (wrote && (page_flags(w) & PG_UPTODATE)) {
-				int rr = pcache_file_read(pc, pc->mem + p * PAGE_SIZE, PAGE_SIZE,
-						   p * PAGE_SIZE);
-				STAT_ADD(pc, direct_write_fallback, 1);
-				if (rr) {
-					/* cannot happen short of a media error right after the write:
-					 * the page may now disagree with the file; say so at FLUSH */
-					pcache_set_error(pc, -rr);
-					STAT_ADD(pc, read_errors, 1);
-					if (!r)
-						r = rr;
-				} else {
-					page_clear(w, PG_DIRTY);
-				}
+		uint64_t ps = p * PAGE_SIZE;
+		bool whole = ps >= off && ps + PAGE_SIZE <= off + len;
+		bool pinned = pin_count(&pc->pins[p]) != 0;
+		if (!wrote) {
+			if (!pinned && !(page_flags(w) & PG_DIRTY))
+				page_clear(w, PG_UPTODATE | PG_RESERVED);
+			continue;
+		}
+		if (pinned || (!whole && (page_flags(w) & PG_DIRTY))) {
+			if (!(page_flags(w) & PG_UPTODATE))
+				continue;
+			int rr = refresh_written(pc, p, off, len);
+			STAT_ADD(pc, direct_write_fallback, 1);
+			if (rr) {
+				/* short of a media error right after the write, cannot happen: the
+				 * page may now disagree with the file; say so at FLUSH */
+				pcache_set_error(pc, -rr);
+				STAT_ADD(pc, read_errors, 1);
+				if (!r)
+					r = rr;
+			} else if (whole) {
+				page_clear(w, PG_DIRTY); /* page == file */
 			}
 			continue;
 		}
-		if (!wrote && (page_flags(w) & PG_DIRTY))
-			continue; /* launder failed: keep the data for a retry */
 		page_clear(w, PG_UPTODATE | PG_RESERVED | PG_DIRTY);
 	}
 	unlock_pages(pc, p0, p1);

@@ -22,11 +22,19 @@ int unmap_granule_locked(struct pcache_map *m, uint32_t g)
 		fprintf(stderr, "cvmm: pmem: cannot unmap granule %u: %s\n", g, strerror(-r));
 		return r;
 	}
-	__atomic_store_n(&m->gstate[g], GS_ABSENT, __ATOMIC_RELEASE);
+	/* The stores KVM logged become DIRTY (with their hints) BEFORE the granule stops counting
+	 * as WRITABLE: a writeback reads the writable bits without the slot lock, so one that
+	 * finds the bit clear must find the dirt already applied; one that finds it set waits
+	 * for this lock and then for nothing (seed 000: the dirty bit of the pte reaches the page
+	 * before anyone relies on it; issue 12 finding 1: the other order let a FLUSH skip the
+	 * granule while these bits were in a local array, and acknowledge without them). */
 	if (cur == GS_WRITABLE) {
-		set_bit64(m->gwritable, g, false);
 		map_apply_dirty_bits(m, g, bits);
+		race_delay(m->pc); /* tests: a writeback runs here (test_pcache_races) */
 	}
+	__atomic_store_n(&m->gstate[g], GS_ABSENT, __ATOMIC_RELEASE);
+	if (cur == GS_WRITABLE)
+		set_bit64(m->gwritable, g, false);
 	STAT_ADD(m->pc, slot_unmaps, 1);
 	return 0;
 }

@@ -146,7 +146,12 @@ int pcache_writeback_range(struct pcache *pc, uint64_t off, uint64_t len)
 int pcache_flush(struct pcache *pc, uint64_t *cursor)
 {
 	uint64_t t0 = now_ns();
-	pcache_writeback_range(pc, 0, pc->size); /* errors are recorded in the errseq */
+	/* Errors are recorded in the errseq (for every device's next FLUSH) AND returned by this
+	 * FLUSH if its own writeback or sync failed: another FLUSH of the same device, on another
+	 * worker, may have advanced the shared cursor past that error first, and this one must
+	 * not say OK while its pages are not in the file (issue 12 finding 3; the kernel's fsync
+	 * returns its own writeback error the same way). */
+	int own = pcache_writeback_range(pc, 0, pc->size);
 	int e = pcache_injected(pc, &pc->inj.fdatasync_errno, &pc->inj.fdatasync_count);
 	/* After a punch or truncate the extent map changed: fsync makes that durable too
 	 * (fdatasync need not). Cleared before the call so a punch during it is not missed. */
@@ -161,10 +166,11 @@ int pcache_flush(struct pcache *pc, uint64_t *cursor)
 	STAT_ADD(pc, flushes, 1);
 	STAT_ADD(pc, flush_ns, now_ns() - t0);
 	pthread_mutex_lock(&pc->err_lock);
-	int ret = 0;
+	int ret = e ? -e : own;
 	if (pc->err_seq != *cursor) {
 		*cursor = pc->err_seq;
-		ret = -pc->err_last;
+		if (!ret)
+			ret = -pc->err_last;
 	}
 	pthread_mutex_unlock(&pc->err_lock);
 	return ret;

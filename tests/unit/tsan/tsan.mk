@@ -7,6 +7,7 @@
 
 TSAN_FLAGS := -O1 -g -fsanitize=thread -fno-omit-frame-pointer -Wno-tsan
 TSAN_SRCS  := tests/unit/test_pcache_pin.c tests/unit/test_blk_pcache_threads.c \
+	      tests/unit/test_pcache_races.c \
 	      tests/unit/test_vq_exec.c
 TSAN_BINS  := $(TSAN_SRCS:tests/unit/%.c=$(B)/tsan/%)
 TSAN_OBJS  := $(LIB_SRCS:%.c=$(B)/tsan-obj/%.o)

@@ -1,0 +1,197 @@
+/* mm/: the interleavings of issue 12 ("no acknowledged byte lost"), each as a test on the fake
+ * shadow table with the race-delay knob (pcache_set_race_delay) holding one thread inside the
+ * window while another runs. Each failed on the code before its fix (the note of issue 12 says
+ * how); the invariants come from the seed threads:
+ *   - seed 000 (Arcangeli): the dirty bit of the pte must reach the page before the O_DIRECT
+ *     read or the FLUSH that relies on it;
+ *   - seed 004: gather every mapping (write-protect + shootdown) before writeback, and a
+ *     buffered fallback copies only the bytes it writes into the page;
+ *   - errseq (the kernel's file_check_and_advance_wb_err): an fsync whose own writeback failed
+ *     reports it, whatever another fsync of the same file saw. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+
+#include "tests/unit/test_pcache_env.h"
+
+static void file_read_at(struct env *e, uint64_t off, void *buf, size_t len)
+{
+	int fd = open(e->path, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, buf, len, (off_t)off), (ssize_t)len);
+	close(fd);
+}
+
+struct dw_arg { struct env *e; uint64_t off; size_t len; uint8_t byte; ssize_t r; };
+
+static void *direct_write_thread(void *arg)
+{
+	struct dw_arg *a = arg;
+	uint8_t *b = malloc(a->len);
+	memset(b, a->byte, a->len);
+	a->r = pcache_direct_write(a->e->pc, a->off, b, a->len);
+	free(b);
+	return NULL;
+}
+
+/* Finding 1. Granule G (2 MiB) is WRITABLE and the guest has stored to its page 511 (logged by
+ * KVM, not yet DIRTY). A direct write to page 0 unmaps G and takes the log bits; while it holds
+ * them (the race knob stops it there), a writeback of page 511 (a blk read's, or a FLUSH's)
+ * runs. It must find the store: either in the log (the granule still counts as WRITABLE) or
+ * as DIRTY (the unmapper applied it before G stopped counting). Before the fix the unmap
+ * cleared the writable bit first, the writeback skipped G, and page 511 never reached the
+ * file: the FLUSH was acknowledged without the data. */
+static void test_writeback_racing_unmap_of_its_granule(void **state)
+{
+	(void)state;
+	struct env e = { 0 };
+	assert_int_equal(env_open(&e, 4 * MIB, 4 * MIB, 2 * MIB, true), 0);
+	assert_int_equal(env_store8(&e, 0, 0x1111), PCACHE_FAULT_DONE); /* G WRITABLE */
+	assert_int_equal(pcache_writeback_range(e.pc, 0, e.size), 0);
+	assert_int_equal(shadow_fake_state(e.fk, ENV_BASE), FAKE_WRITABLE);
+	const uint64_t p511 = 511 * 4096;
+	assert_int_equal(env_store8(&e, p511, 0x5115115115115ULL), PCACHE_FAULT_DONE);
+	assert_false(pcache_page_flags(e.pc, p511) & PG_DIRTY); /* only in the log */
+
+	pcache_set_race_delay(e.pc, 300 * 1000);
+	struct dw_arg a = { .e = &e, .off = 0, .len = 4096, .byte = 0xab };
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, direct_write_thread, &a), 0);
+	usleep(100 * 1000); /* the writer is inside the unmap, holding the log bits */
+	assert_int_equal(pcache_writeback_range(e.pc, p511, 4096), 0);
+	uint64_t got = 0;
+	file_read_at(&e, p511, &got, 8);
+	assert_int_equal(got, 0x5115115115115ULL);
+	pthread_join(t, NULL);
+	pcache_set_race_delay(e.pc, 0);
+	assert_int_equal(a.r, 4096);
+	memset(e.model, 0xab, 4096);
+	assert_int_equal(pcache_writeback_range(e.pc, 0, e.size), 0);
+	assert_int_equal(env_file_mismatch(&e), -1);
+	assert_int_equal(pcache_map_check(e.m), 0);
+	env_close(&e);
+}
+
+/* Finding 2a. A blk IN (request A) has pinned page P for its buffer [P+2048, P+4096) and its
+ * read has filled those bytes (DIRTY comes at unpin). A direct write B of [P, P+512) cannot
+ * drop the pinned page and takes the write-through fallback: it must copy only its own bytes
+ * into the page (seed 004's buffered fallback), not re-read the whole page from the file,
+ * which reverted A's bytes while A completed OK. */
+static void test_fallback_keeps_dma_bytes_of_pinned_page(void **state)
+{
+	(void)state;
+	struct env e = { 0 };
+	assert_int_equal(env_open(&e, 4 * MIB, 4 * MIB, 64 * KIB, true), 0);
+	const uint64_t P = 40 * 4096;
+	assert_int_equal(pcache_pin(e.pc, P + 2048, 2048, true), 0);
+	memset(pcache_mem(e.pc) + P + 2048, 0xcd, 2048); /* A's DMA */
+	memset(e.model + P + 2048, 0xcd, 2048);
+	uint8_t w[512];
+	memset(w, 0xef, sizeof(w));
+	assert_int_equal(pcache_direct_write(e.pc, P, w, sizeof(w)), (ssize_t)sizeof(w));
+	memcpy(e.model + P, w, sizeof(w));
+	assert_memory_equal(pcache_mem(e.pc) + P, e.model + P, 4096); /* both in the page */
+	pcache_unpin(e.pc, P + 2048, 2048, true);
+	assert_int_equal(pcache_writeback_range(e.pc, 0, e.size), 0);
+	assert_int_equal(env_file_mismatch(&e), -1);
+	assert_int_equal(env_load8(&e, P + 2048), 0xcdcdcdcdcdcdcdcdULL);
+	env_close(&e);
+}
+
+/* Finding 2b. The same, but A unpins (DIRTY) while B's file write is in flight: B found P
+ * DIRTY and dropped it because "the write wins", true only for a page B covers wholly. */
+static void test_partial_write_keeps_page_dirtied_during_it(void **state)
+{
+	(void)state;
+	struct env e = { 0 };
+	assert_int_equal(env_open(&e, 4 * MIB, 4 * MIB, 64 * KIB, true), 0);
+	const uint64_t P = 40 * 4096;
+	assert_int_equal(pcache_pin(e.pc, P + 2048, 2048, true), 0);
+	memset(pcache_mem(e.pc) + P + 2048, 0xcd, 2048);
+	memset(e.model + P + 2048, 0xcd, 2048);
+	pcache_set_race_delay(e.pc, 200 * 1000);
+	struct dw_arg a = { .e = &e, .off = P, .len = 512, .byte = 0xef };
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, direct_write_thread, &a), 0);
+	usleep(50 * 1000); /* B has laundered (nothing DIRTY yet) and waits before its write */
+	pcache_unpin(e.pc, P + 2048, 2048, true); /* A completes: DIRTY */
+	pthread_join(t, NULL);
+	pcache_set_race_delay(e.pc, 0);
+	assert_int_equal(a.r, 512);
+	memset(e.model + P, 0xef, 512);
+	assert_int_equal(pcache_writeback_range(e.pc, 0, e.size), 0);
+	assert_int_equal(env_file_mismatch(&e), -1);
+	env_close(&e);
+}
+
+/* Finding 3. Two FLUSHes of one device (blk requests run on workers) share its errseq cursor.
+ * FLUSH A's own writeback fails; FLUSH B, on another worker, samples the error first and
+ * advances the cursor past it (simulated here by the cursor value B leaves behind). A must
+ * still fail: its page is not in the file. Before the fix it returned OK. */
+static void test_flush_fails_when_its_own_writeback_failed(void **state)
+{
+	(void)state;
+	struct env e = { 0 };
+	assert_int_equal(env_open(&e, 4 * MIB, 0, 64 * KIB, true), 0);
+	assert_int_equal(env_store8(&e, 8192, 77), PCACHE_FAULT_DONE);
+	uint64_t cursor = pcache_errseq_sample(e.pc) + 1; /* B took A's error already */
+	struct pcache_inject inj = { .pwrite_errno = EIO, .pwrite_count = 1 };
+	pcache_set_inject(e.pc, &inj);
+	assert_int_equal(pcache_flush(e.pc, &cursor), -EIO);
+	/* the data stayed DIRTY: the next FLUSH writes it and succeeds */
+	assert_int_equal(pcache_flush(e.pc, &cursor), 0);
+	assert_int_equal(env_file_mismatch(&e), -1);
+	/* an fdatasync failure of this very FLUSH likewise */
+	inj = (struct pcache_inject){ .fdatasync_errno = EIO, .fdatasync_count = 1 };
+	pcache_set_inject(e.pc, &inj);
+	cursor = pcache_errseq_sample(e.pc) + 1;
+	assert_int_equal(pcache_flush(e.pc, &cursor), -EIO);
+	env_close(&e);
+}
+
+/* Finding 4. The direct write cannot unmap the granule (the ioctl fails): the granule stays
+ * mapped, so none of its pages may lose UPTODATE/RESERVED. Before the fix the pages were
+ * dropped anyway; the guest's next store and a harvest hit assert(UPTODATE) and aborted. */
+static void test_direct_write_keeps_pages_when_unmap_fails(void **state)
+{
+	(void)state;
+	struct env e = { 0 };
+	assert_int_equal(env_open(&e, 4 * MIB, 4 * MIB, 64 * KIB, true), 0);
+	assert_int_equal(env_store8(&e, 0, 1), PCACHE_FAULT_DONE); /* granule 0 WRITABLE */
+	assert_int_equal(pcache_writeback_range(e.pc, 0, e.size), 0);
+	e.fk->fail_unmap = -EIO;
+	uint8_t w[4096];
+	memset(w, 0x77, sizeof(w));
+	assert_true(pcache_direct_write(e.pc, 4096, w, sizeof(w)) < 0);
+	assert_int_equal(shadow_fake_state(e.fk, ENV_BASE), FAKE_WRITABLE);
+	assert_int_equal(pcache_map_check(e.m), 0);
+	for (uint64_t p = 0; p < 16; p++)
+		assert_true(pcache_page_flags(e.pc, p * 4096) & PG_UPTODATE);
+	/* the guest goes on storing into the still-mapped granule; writeback keeps it */
+	assert_int_equal(env_store8(&e, 4096 + 8, 0x4242), PCACHE_FAULT_DONE);
+	assert_int_equal(env_store8(&e, 2 * 4096, 0x4343), PCACHE_FAULT_DONE);
+	assert_int_equal(pcache_writeback_range(e.pc, 0, e.size), 0);
+	assert_int_equal(env_file_mismatch(&e), -1);
+	/* and a retry once the ioctl works again goes through */
+	assert_int_equal(pcache_direct_write(e.pc, 4096, w, sizeof(w)), (ssize_t)sizeof(w));
+	memcpy(e.model + 4096, w, sizeof(w));
+	assert_int_equal(pcache_writeback_range(e.pc, 0, e.size), 0);
+	assert_int_equal(env_file_mismatch(&e), -1);
+	env_close(&e);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_writeback_racing_unmap_of_its_granule),
+		cmocka_unit_test(test_fallback_keeps_dma_bytes_of_pinned_page),
+		cmocka_unit_test(test_partial_write_keeps_page_dirtied_during_it),
+		cmocka_unit_test(test_flush_fails_when_its_own_writeback_failed),
+		cmocka_unit_test(test_direct_write_keeps_pages_when_unmap_fails),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
