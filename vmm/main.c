@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "vmm/config.h"
+#include "vmm/signals.h"
 #include "vmm/vm.h"
 
 static const char usage[] =
@@ -77,6 +78,13 @@ static const char *flag_key(int opt)
 	}
 }
 
+/* SIGINT, SIGTERM...: the normal stop path, so the exit-time writeback runs (vmm/signals.h). */
+static void on_term_signal(void *ctx, int sig)
+{
+	vm_request_stop(ctx, 128 + sig, "%s: stopping the VM (dirty pmem data is written back)",
+			strsignal(sig));
+}
+
 static int cmd_run(int argc, char **argv)
 {
 	/* static: the process runs one command; the config (paths up to PATH_MAX) is too large
@@ -133,6 +141,9 @@ static int cmd_run(int argc, char **argv)
 		return 126;
 	}
 
+	/* Before any thread exists: SIGPIPE ignored, termination signals stop the VM cleanly. */
+	if (signals_start())
+		return 126;
 	/* static for the same reason; tests build their own struct vm instances. */
 	static struct vm vm;
 	if (vm_create(&vm, &cfg, err, sizeof(err))) {
@@ -140,6 +151,7 @@ static int cmd_run(int argc, char **argv)
 		vm_destroy(&vm);
 		return 126;
 	}
+	signals_on_term(on_term_signal, &vm);
 	int status = vm_run(&vm);
 	vm_print_summary(&vm);
 	vm_destroy(&vm);

@@ -61,6 +61,12 @@ boot_tests() {
 		--kernel "$GUEST" --cmdline "scenario=no-such-thing"
 	run_guest "boot: default.conf (make run) passes" 0 '^[1-9][0-9]* passed, 0 failed' -- \
 		--config configs/default.conf
+	# issue 12 finding 6: a console reader that goes away (| head) must not kill cvmm before
+	# its exit-time writeback: it goes on and ends with the guest's status, not 141 (SIGPIPE).
+	"$CVMM" run --kernel "$GUEST" --cmdline "scenario=hello" --timeout 30 2>"$T/pipe.err" | head -c 1 >/dev/null
+	rc=${PIPESTATUS[0]}
+	if [ "$rc" = 0 ] && grep -q 'status 0' "$T/pipe.err"; then ok "boot: cvmm | head: no SIGPIPE death, clean exit"
+	else notok "boot: cvmm | head: no SIGPIPE death, clean exit" "exit $rc; $(cat "$T/pipe.err")"; fi
 	run_guest "boot: serial to a file" 0 'status 0' -- --kernel "$GUEST" \
 		--cmdline "scenario=hello" --serial "$T/serial.log"
 	if grep -q 'passed, 0 failed' "$T/serial.log" 2>/dev/null; then ok "boot: serial file holds the guest output"
