@@ -7,28 +7,36 @@
 
 The guest (guest/scenarios/crash.c) prints its layout once per run,
     # crash: layout seed=0x... base=N region=N pmem_pages=N blk_pages=N pm_max=N bk_max=N start=S
-and `crash: acked G` after generation G's pmem FLUSH and blk FLUSH both completed OK. Give every
-serial log of the runs that wrote FILE (a first run and the resume=1 runs after it, in any
-order); they must agree on the layout. G is the highest generation acknowledged in any of them
-(--acked overrides it); M, the highest generation that may have written anything, is G + 1 (a
-run prints `acked g` before it begins generation g + 1, and cvmm writes each console line
-whole, so a line that is missing was never finished) unless --max-gen says otherwise.
+then runs generations g = S, S + 1, ...; generation g stores the pmem extents P_g and writes the blk
+extents B_g, and prints `crash: acked g` when P_1..P_g and B_1..B_(g-1) are durable (B_g has
+completed; the blk FLUSH that covers it opens generation g + 1). With gens=N the last line is
+`crash: done N`: everything up to generation N durable. Give every serial log of the runs that wrote
+FILE (a first run and the resume=1 runs after it, in any order); they must agree on the layout.
+G is the highest generation acknowledged in any of them (--acked overrides it); a write is
+acknowledged if it is in P_k with k <= G, or in B_k with k <= G - 1 (k <= N after `done N`).
+M, the highest generation that may have written anything, is G + 1 (a run prints the ack of g
+before it begins generation g + 1, and cvmm writes each console line whole at its newline, so a
+line that is missing was never finished; a resumed run starts at most at G + 1) unless
+--max-gen says otherwise; after `done N` it is N.
 
-The file started out all zeros. This script replays generations 1..M exactly as the guest
-drew them (same xorshift64 draws, same pools) and checks, for every 8-byte word of the region:
+The file started out all zeros. This script replays generations 1..M exactly as the guest drew them
+(same xorshift64 draws, same pools) and checks every 8-byte word of the two pools:
 
-  * a word that no generation <= G wrote holds 0, or the value of a generation in (G, M] that
-    wrote it;
-  * a word last written at generation k <= G holds enc(o, k), or enc(o, j) for a generation
-    j in (G, M] that wrote it: never an older generation's value, never zero, never garbage;
+  * a word that no acknowledged write covers holds 0, or the value of a later unacknowledged
+    generation (<= M) that writes it;
+  * a word whose last acknowledged write is from generation k holds enc(o, k), or enc(o, j)
+    for a later generation j <= M that writes it: never an older generation's value, never
+    zero, never garbage;
   * a word that is none of those whole values passes only if each of its BYTES is the byte of
     one allowed value (a write that reached the file torn within a word; counted and reported,
     but not a failure: the promise is per byte);
 
 and that every byte of FILE outside the two pools (the rest of the region, and the file outside
 the region) is still zero. enc(o, g) = g << 32 | ((o / 8) ^ T) & 0xffffffff, with
-T = mix64(seed) & 0xffffffff and o the file offset (window offset + --file-offset, 0 when the
-window maps the file from its start, as in the harness).
+T = mix64(seed) & 0xffffffff and o the window offset (the file offset minus --file-offset,
+0 when the window maps the file from its start, as in the harness). A resumed run rewrites
+B_(S-1) and P_S, B_S with the same values: never older than acknowledged, so the model is one
+sequence of generations whatever the runs were.
 
 With --blk-file the disk was a separate file (same size, [blk] offset 0): the blk pool pages
 are checked there, and both files must be zero outside their pools. Logs that do not exist
@@ -79,7 +87,7 @@ LAYOUT_KEYS = ("seed", "base", "region", "pmem_pages", "blk_pages", "pm_max", "b
 
 
 def parse_logs(paths):
-    layout, acked, starts = None, 0, []
+    layout, acked, done, starts = None, 0, 0, []
     for p in paths:
         try:
             with open(p, "rb") as f:
@@ -95,14 +103,18 @@ def parse_logs(paths):
                 kv = dict(x.split("=", 1) for x in m.group(1).split())
                 lay = tuple(int(kv[k], 0) for k in LAYOUT_KEYS)
                 if layout is not None and lay != layout:
-                    sys.exit(f"check-crash: {p}: layout {lay} differs from an earlier log's {layout}")
+                    sys.exit(f"check-crash: {p}: layout {lay} differs from an earlier log's "
+                             f"{layout}")
                 layout = lay
                 starts.append(int(m.group(2)))
                 continue
             m = re.match(r"^crash: acked (\d+)$", ln)
             if m:
                 acked = max(acked, int(m.group(1)))
-    return layout, acked, starts
+            m = re.match(r"^crash: done (\d+)$", ln)
+            if m:
+                done = max(done, int(m.group(1)))
+    return layout, acked, done, starts
 
 
 class Layout:
@@ -170,7 +182,7 @@ def check(path, logs, acked=None, max_gen=None, file_offset=0, quiet=False, out=
           data=None, blk_path=None):
     """Check one file (or its bytes, `data`) against its serial logs; returns 0 (ok),
     1 (FAIL) or 2 (bad input). blk_path: the blk pool pages are in this file instead."""
-    layout, G, starts = parse_logs(logs)
+    layout, G, done, starts = parse_logs(logs)
     if data is None:
         data = read(path)
     bdata = read(blk_path) if blk_path else None
@@ -182,22 +194,22 @@ def check(path, logs, acked=None, max_gen=None, file_offset=0, quiet=False, out=
             return 1
         out("check-crash: ok: no run began a generation (no layout line); the file is all zeros")
         return 0
-    if acked is not None:
-        G = acked
-    M = G + 1 if max_gen is None else max_gen
-    if starts and max(starts) > M:
-        out(f"check-crash: FAIL: a run started at generation {max(starts)}, beyond M = {M} "
-            f"(acked G={G}): its resume header was not acknowledged data")
+    G = max(G, done) if acked is None else acked
+    Gb = G if done and done >= G else G - 1  # blk extents acknowledged up to this generation
+    M = (G if done and done >= G else G + 1) if max_gen is None else max_gen
+    if starts and max(starts) > G + 1:
+        out(f"check-crash: FAIL: a run started at generation {max(starts)}, beyond "
+            f"G + 1 = {G + 1}: its resume header was not acknowledged data")
         return 1
     L = layout_of(layout)
 
-    # last[page][w]: the last generation <= G that wrote word w (0: none);
-    # later[(page, w)]: the generations in (G, M] that wrote it.
+    # last[page][w]: the generation of the last acknowledged write of word w (0: none);
+    # later[(page, w)]: the later generations <= M that write it.
     last = {p: array("I", bytes(4 * WORDS)) for p in L.kind}
     later = {}
     for g in range(1, M + 1):
         for page, w0, nw, kind in L.generation(g):
-            if g <= G:
+            if g <= (G if kind == "pmem" else Gb):
                 last[page][w0:w0 + nw] = array("I", [g]) * nw
             else:
                 for w in range(w0, w0 + nw):
@@ -266,7 +278,7 @@ def check(path, logs, acked=None, max_gen=None, file_offset=0, quiet=False, out=
             out(f"  file offset {o:#x} ({L.kind[page]} page {page} word {w}): holds {v:#018x} = "
                 f"{describe(v, o)}; must hold generation {k if k else '0 (zero)'}"
                 + (f" or one of {list(lt)}" if lt else "")
-                + f"; written by generations ...{hist}")
+                + f"; written in generations ...{hist}")
         if len(bad) > 12:
             out(f"  ... and {len(bad) - 12} more")
         pages = sorted({b[0] for b in bad})
@@ -292,8 +304,10 @@ def check(path, logs, acked=None, max_gen=None, file_offset=0, quiet=False, out=
 
 def selftest(path, logs, file_offset=0, blk_path=None):
     """The checker must fail on each kind of damage a lost or misplaced write leaves, and pass
-    what a crash may legitimately leave. Needs a file that passes, with G >= 2."""
-    layout, G, _ = parse_logs(logs)
+    what a crash may legitimately leave. Needs a file that passes, with G >= 2. Damages pmem
+    pool words only, and checks with M = G + 1."""
+    layout, G, done, _ = parse_logs(logs)
+    G = max(G, done)
     L = layout_of(layout)
     with open(path, "rb") as f:
         orig = f.read()
@@ -340,7 +354,8 @@ def selftest(path, logs, file_offset=0, blk_path=None):
          lambda d: d.__setitem__(off(sp, sw) + 3, d[off(sp, sw) + 3] ^ 0x40) or d),
         ("an acknowledged word holds its generation's word for another offset", True,
          lambda d: put(d, sp, sw, enc(sp, sw + 1, k))),
-        ("a word holds a generation beyond G + 1", True, lambda d: put(d, sp, sw, enc(sp, sw, M + 1))),
+        ("a word holds a generation beyond G + 1", True,
+         lambda d: put(d, sp, sw, enc(sp, sw, M + 1))),
         ("a byte outside the pools is not zero", True,
          lambda d: d.__setitem__(file_offset + L.base + free_page * PAGE + 100, 1) or d),
         ("a whole page of the file is zero", True,
@@ -349,13 +364,13 @@ def selftest(path, logs, file_offset=0, blk_path=None):
          lambda d: put(d, npg, nw_, enc(npg, nw_, M))),
         ("a word holds bytes of generation k and of G + 1 (torn within the word: allowed)", False,
          lambda d: put(d, npg, nw_, int.from_bytes(
-             enc(npg, nw_, nk).to_bytes(8, "little")[:5] + enc(npg, nw_, M).to_bytes(8, "little")[5:],
-             "little"))),
+             enc(npg, nw_, nk).to_bytes(8, "little")[:5]
+             + enc(npg, nw_, M).to_bytes(8, "little")[5:], "little"))),
     ]
     failures = 0
     for name, must_fail, damage in cases:
         res = []
-        rc = check(path, logs, file_offset=file_offset, out=res.append, quiet=True,
+        rc = check(path, logs, max_gen=M, file_offset=file_offset, out=res.append, quiet=True,
                    data=damage(bytearray(orig)), blk_path=blk_path)
         good = (rc == 1) if must_fail else (rc == 0)
         failures += not good
@@ -380,8 +395,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("file", nargs="?")
     ap.add_argument("--serial", action="append", default=[])
-    ap.add_argument("--acked", type=int)
-    ap.add_argument("--max-gen", type=int)
+    ap.add_argument("--acked", type=int,
+                    help="the last acknowledged generation (default: from the logs)")
+    ap.add_argument("--max-gen", type=int,
+                    help="the last generation that may have begun (default G + 1)")
     ap.add_argument("--file-offset", type=lambda x: int(x, 0), default=0)
     ap.add_argument("--blk-file", help="the disk is this file (blk pool pages are checked here)")
     ap.add_argument("--batch", metavar="LIST",

@@ -170,7 +170,7 @@ crash_tests() {
 	# QEMU's isa-debug-exit status is (value << 1) | 1
 	[ "${CRASH_VMM:-cvmm}" = qemu ] && [ $((rc % 2)) = 1 ] && rc=$(((rc - 1) / 2))
 	out="$(cat "$dir/end.log" "$dir/end.log.err" 2>/dev/null)"
-	if [ "$rc" -eq 0 ] && printf '%s\n' "$out" | grep -q '^crash: acked 40$' &&
+	if [ "$rc" -eq 0 ] && printf '%s\n' "$out" | grep -q '^crash: done 40$' &&
 		res=$(python3 guest/tools/check-crash.py "$dir/shared.img" --serial "$dir/end.log" \
 			$([ "$(crash_files)" = 2 ] && echo --blk-file "$(crash_disk "$dir/shared.img")") 2>&1); then
 		ok "crash: 40 generations run to the end (granule 2M) and the file checks"
