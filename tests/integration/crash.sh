@@ -1,5 +1,6 @@
 # Crash test (issue 12): the guest's `crash` scenario writes generation after generation of
-# pmem stores and blk writes into one file, FLUSHes both and prints `crash: acked G`; cvmm is
+# pmem stores and blk writes into one file, FLUSHes them and prints `crash: acked G` (what that
+# promises exactly: guest/scenarios/crash.c); cvmm is
 # killed with SIGKILL at random moments, and after each kill guest/tools/check-crash.py checks
 # that every byte acknowledged before the kill is in the file (a byte last written at an
 # acknowledged generation k holds k's value or a later generation's, never older, never
@@ -22,6 +23,7 @@
 #                 zeroed word, a flipped byte, a misplaced word, a too-new generation, a stray
 #                 byte, a zeroed page). A failing copy, its logs, the seed and the checker's
 #                 output are kept under CRASH_EVIDENCE (build/crash-evidence/).
+#                 CRASH_RACE_DELAY_US=N runs cvmm with CVMM_RACE_DELAY_US=N (README).
 #
 # Layout (guest/scenarios/crash.c): [pmem] and [blk] on the same 8 MiB file ([blk] offset 0),
 # two disjoint random pools of 96 pages each, pmem-only and blk-only, spread over all four
@@ -75,7 +77,9 @@ crash_start() {
 			-object "memory-backend-file,id=m1,share=${CRASH_QEMU_SHARE:-on},mem-path=$img,size=$CRASH_SIZE" \
 			-device virtio-pmem-pci,memdev=m1 2>"$log.err" &
 	else
-		"$CVMM" run --config "$conf" --serial "$log" --cmdline "$cmdline" 2>"$log.err" &
+		# (env execs cvmm: $! is cvmm's pid)
+		env ${CRASH_RACE_DELAY_US:+CVMM_RACE_DELAY_US=$CRASH_RACE_DELAY_US} \
+			"$CVMM" run --config "$conf" --serial "$log" --cmdline "$cmdline" 2>"$log.err" &
 	fi
 	CRASH_PID=$!
 }
@@ -115,6 +119,7 @@ crash_granule() {
 		crash_start "$conf" "$img" "$log" "scenario=crash seed=$CRASH_GSEED resume=$resume"
 		crash_sleep_ms "$d"
 		if ! kill -KILL "$CRASH_PID" 2>/dev/null; then
+			[ -z "$CRASH_EARLY_EXIT" ] && CRASH_EARLY_LOG=$log
 			CRASH_EARLY_EXIT="$CRASH_EARLY_EXIT run $i"
 		fi
 		wait "$CRASH_PID" 2>/dev/null
@@ -196,7 +201,7 @@ ${res:-}"
 		if [ -n "$CRASH_EARLY_EXIT" ]; then
 			ev=$(crash_evidence "early-exit-$g" "$T/crash-$g" "$res")
 			notok "crash: $what: the VM ended before its kill in$CRASH_EARLY_EXIT (evidence: $ev)" \
-				"$(tail -n 5 "$T"/crash-"$g"/run*.log.err 2>/dev/null)"
+				"$(grep -v '^crash: acked' "$CRASH_EARLY_LOG" 2>/dev/null | tail -n 20; cat "$CRASH_EARLY_LOG.err" 2>/dev/null)"
 		elif [ "$rc" -ne 0 ] || [ "$bad" -ne 0 ]; then
 			ev=$(crash_evidence "$g" "$T/crash-$g" "$res")
 			notok "crash: $what: $bad of $CRASH_RUNS files lost acknowledged bytes (evidence: $ev)" \
