@@ -4,7 +4,7 @@
  * (tests/integration/crash.sh, guest/tools/check-crash.py; issue 12).
  *
  *   scenario=crash [seed=N] [base=OFF] [region=8M] [pmem_pages=96] [blk_pages=96] [pm_max=12]
- *                  [bk_max=4] [idle_us=1000] [gens=0] [resume=0] [blk_off=BYTES]
+ *                  [bk_max=6] [idle_us=3000] [gens=0] [resume=0] [blk_off=BYTES]
  *                  [timeout_ms=2000] [dev=N] [pmem_dev=N]
  *
  * CONFIGURATION. One backing file F is both the pmem window (window offset o = file offset o)
@@ -278,9 +278,9 @@ static void crash(void)
 	s.np = arg_u64("pmem_pages", 96);
 	s.nb = arg_u64("blk_pages", 96);
 	s.pm_max = arg_u64("pm_max", 12);
-	s.bk_max = arg_u64("bk_max", 4);
+	s.bk_max = arg_u64("bk_max", 6);
 	s.gens = arg_u64("gens", 0);
-	s.idle_us = arg_u64("idle_us", 1000);
+	s.idle_us = arg_u64("idle_us", 3000);
 	s.tag = (uint32_t)mix64(s.seed);
 	s.npages = s.region / PAGE;
 	if (!cio_open())
