@@ -94,7 +94,7 @@ crash_sleep_ms() {
 # CRASH_ACKED_RUNS, CRASH_GENS (generations acknowledged in all runs), CRASH_EARLY_EXIT.
 crash_granule() {
 	local g=$1 kills=$2 chain=${CRASH_CHAIN:-5} max_ms=${CRASH_MAX_MS:-1500}
-	local dir="$T/crash-$g" i=0 logs="" img conf log d acked start
+	local dir="$T/crash-$g" i=0 logs="" img conf log d acked
 	rm -rf "$dir"
 	mkdir -p "$dir"
 	img="$dir/shared.img"
@@ -123,7 +123,8 @@ crash_granule() {
 			CRASH_EARLY_EXIT="$CRASH_EARLY_EXIT run $i"
 		fi
 		wait "$CRASH_PID" 2>/dev/null
-		acked=$(cat "$log" 2>/dev/null | grep -c '^crash: acked')
+		acked=$(grep -c '^crash: acked' "$log" 2>/dev/null)
+		acked=${acked:-0} # no log: killed before the VM opened it
 		echo "# kill $i after $d ms: $acked generations acknowledged$(
 			sed -n 's/^# crash: layout.* start=\([0-9]*\)$/ from \1/p' "$log" 2>/dev/null)"
 		logs="$logs $log"
@@ -169,6 +170,8 @@ crash_tests() {
 	local dir="$T/crash-end" out
 	rm -rf "$dir"; mkdir -p "$dir"
 	crash_fresh "$dir/shared.img"
+	local blkopt=()
+	[ "$(crash_files)" = 2 ] && blkopt=(--blk-file "$(crash_disk "$dir/shared.img")")
 	crash_conf "$dir/crash.conf" "$dir/shared.img" 2M
 	crash_start "$dir/crash.conf" "$dir/shared.img" "$dir/end.log" "scenario=crash seed=$CRASH_GSEED gens=40"
 	wait "$CRASH_PID"; rc=$?
@@ -177,7 +180,7 @@ crash_tests() {
 	out="$(cat "$dir/end.log" "$dir/end.log.err" 2>/dev/null)"
 	if [ "$rc" -eq 0 ] && printf '%s\n' "$out" | grep -q '^crash: done 40$' &&
 		res=$(python3 guest/tools/check-crash.py "$dir/shared.img" --serial "$dir/end.log" \
-			$([ "$(crash_files)" = 2 ] && echo --blk-file "$(crash_disk "$dir/shared.img")") 2>&1); then
+			"${blkopt[@]}" 2>&1); then
 		ok "crash: 40 generations run to the end (granule 2M) and the file checks"
 	else
 		notok "crash: 40 generations run to the end (granule 2M) and the file checks (exit $rc)" \
@@ -185,7 +188,7 @@ crash_tests() {
 ${res:-}"
 	fi
 	if res=$(python3 guest/tools/check-crash.py "$dir/shared.img" --serial "$dir/end.log" --selftest \
-		$([ "$(crash_files)" = 2 ] && echo --blk-file "$(crash_disk "$dir/shared.img")") 2>&1); then
+		"${blkopt[@]}" 2>&1); then
 		ok "crash: the checker catches each kind of damage ($(printf '%s\n' "$res" | grep -c ': caught$') kinds) and passes what a crash may leave"
 	else
 		notok "crash: the checker catches each kind of damage and passes what a crash may leave" "$res"
@@ -219,7 +222,7 @@ ${res:-}"
 # Run alone: tests/integration/crash.sh
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
 	set -u
-	cd "$(dirname "$0")/../.."
+	cd "$(dirname "$0")/../.." || exit 2
 	. tests/lib.sh
 	. tests/integration/boot.sh
 	crash_tests
