@@ -16,7 +16,7 @@
 #                 at the generation the file's header holds). Each run is killed with SIGKILL
 #                 after a random delay (bash $RANDOM seeded with CRASH_SEED, default 12, printed):
 #                 a third of them early (0..150 ms: during boot and the first generations), the
-#                 rest up to CRASH_MAX_MS (1500). After each kill a sparse copy of the file is
+#                 rest up to CRASH_MAX_MS (1200). After each kill a sparse copy of the file is
 #                 kept; one checker process then checks every copy against the serial logs of
 #                 its chain (--batch). Also: the scenario run to its end (gens=) and checked (the
 #                 normal exit path), and the checker's --selftest (it catches a lost write, a
@@ -93,7 +93,7 @@ crash_sleep_ms() {
 # (one line per kill: the file's copy and its chain's serial logs) and sets CRASH_RUNS,
 # CRASH_ACKED_RUNS, CRASH_GENS (generations acknowledged in all runs), CRASH_EARLY_EXIT.
 crash_granule() {
-	local g=$1 kills=$2 chain=${CRASH_CHAIN:-5} max_ms=${CRASH_MAX_MS:-1500}
+	local g=$1 kills=$2 chain=${CRASH_CHAIN:-5} max_ms=${CRASH_MAX_MS:-1200}
 	local dir="$T/crash-$g" i=0 logs="" img conf log d acked
 	rm -rf "$dir"
 	mkdir -p "$dir"
