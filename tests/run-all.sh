@@ -47,6 +47,9 @@ echo "# integration: one file as pmem window and blk disk, kept coherent (the pr
 coherency_tests
 echo "# integration: fsx, random pmem and blk operations against a shadow model"
 fsx_tests
+echo "# integration: crash test, cvmm killed with SIGKILL at random moments (issue 12)"
+. tests/integration/crash.sh
+crash_tests
 echo "# interop: the same guest under QEMU"
 qemu_tests
 if [ -x tests/fuzz/run.sh ]; then
