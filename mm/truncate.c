@@ -13,9 +13,39 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Pages [p0, p1) locked and unmapped: launder and drop them. A pinned page is neither
- * laundered (a DMA may still be writing it; it is marked DIRTY at unpin and written then) nor
- * dropped. */
+/* Steps 1-3 of a break (seed 001, Williams: "drain all pinned / referenced pages ... before
+ * attempting an operation that *might* lead to an extent unmap event"), break_lock held:
+ * 1. BREAKING: from here new pins are refused and faults wait;
+ * 2. unmap: a fault that checked BREAKING before step 1 holds its page locks; we wait for it
+ *    here and then remove what it installed;
+ * 3. drain the DMAs that started before the break, without holding page locks (a pin holder
+ *    may need one, e.g. to finish a direct write it is part of). A pinner that meets
+ *    BREAKING drops all its pins before waiting (pcache_pin_ranges), so this drain cannot
+ *    wait on a pin whose holder waits on us; blk drops a request's pins before it DISCARDs.
+ * Returns the unmap's result: nonzero = a granule may still be mapped (keep every page). The
+ * caller ends with break_end either way. */
+static int break_begin(struct pcache *pc, uint64_t p0, uint64_t p1)
+{
+	for (uint64_t p = p0; p < p1; p++)
+		pin_set_breaking(&pc->pins[p]);
+	lock_pages(pc, p0, p1);
+	int ru = pcache_unmap_pages_locked(pc, p0, p1);
+	unlock_pages(pc, p0, p1);
+	race_delay(pc);
+	for (uint64_t p = p0; p < p1; p++)
+		pin_wait_drained(&pc->pins[p]);
+	return ru;
+}
+
+/* Clear BREAKING and wake the faults and pinners that wait on it. */
+static void break_end(struct pcache *pc, uint64_t p0, uint64_t p1)
+{
+	for (uint64_t p = p0; p < p1; p++)
+		pin_clear_breaking(&pc->pins[p]);
+}
+
+/* Pages [p0, p1) locked, unmapped and drained (BREAKING: no pin can be taken): launder and
+ * drop them. A page whose launder failed keeps its data (DIRTY) for a retry. */
 static int drop_locked(struct pcache *pc, uint64_t p0, uint64_t p1)
 {
 	int ret = pcache_launder_locked(pc, p0, p1, true) ? -EIO : 0;
@@ -41,22 +71,27 @@ int pcache_invalidate_range(struct pcache *pc, uint64_t off, uint64_t len)
 	STAT_ADD(pc, invalidations, 1);
 	/* Seed 004: LockPage; gather_all_mmap_users (unmap = KVM zaps the translations, the
 	 * shootdown; the unmap collects the pages the guest dirtied); write back; ClearPageUptodate;
-	 * UnlockPage. A fault meanwhile waits on the page lock and then reads the file afresh.
+	 * UnlockPage. A fault meanwhile waits and then reads the file afresh.
+	 * Pinned pages: the range is broken first (BREAKING, unmap, drain the DMAs in flight, new
+	 * pins wait), so every page can be dropped and the caller gets a definite answer. Before,
+	 * a pinned page was skipped with EBUSY, and a guest keeping blk requests in flight on one
+	 * window page could refuse every invalidate (issue 14 defect 5); refreshing such a page
+	 * from the file instead could revert a DMA's bytes written before the refresh.
 	 * wb_lock (shared, before the page locks): a FLUSH meanwhile waits for our launder. */
+	pthread_mutex_lock(&pc->break_lock);
+	int r = break_begin(pc, p0, p1) ? -EIO : 0;
 	pthread_rwlock_rdlock(&pc->wb_lock);
 	lock_pages(pc, p0, p1);
-	int r = pcache_unmap_pages_locked(pc, p0, p1);
-	if (r) {
+	if (r)
 		/* A granule may still be mapped: dropping its pages would expose stale memory to
 		 * the guest. Keep them; the caller gets the error (seed 000: never silent). */
 		pcache_launder_locked(pc, p0, p1, false);
-		unlock_pages(pc, p0, p1);
-		pthread_rwlock_unlock(&pc->wb_lock);
-		return -EIO;
-	}
-	r = drop_locked(pc, p0, p1);
+	else
+		r = drop_locked(pc, p0, p1);
 	unlock_pages(pc, p0, p1);
 	pthread_rwlock_unlock(&pc->wb_lock);
+	break_end(pc, p0, p1);
+	pthread_mutex_unlock(&pc->break_lock);
 	return r;
 }
 
@@ -99,25 +134,10 @@ static int break_range(struct pcache *pc, uint64_t off, uint64_t len, enum break
 	bool file_done = false;
 	pthread_mutex_lock(&pc->break_lock);
 	if (p0 < p1) {
-		/* 1. BREAKING: from here new pins are refused and faults wait (seed 001: drain all
-		 *    pinned pages before an operation that changes the block map). */
-		for (uint64_t p = p0; p < p1; p++)
-			pin_set_breaking(&pc->pins[p]);
-		/* 2. Unmap: a fault that checked BREAKING before step 1 holds its page locks; we
-		 *    wait for it here and then remove what it installed. */
-		lock_pages(pc, p0, p1);
-		int ru = pcache_unmap_pages_locked(pc, p0, p1);
-		unlock_pages(pc, p0, p1);
-		/* 3. Drain the DMAs that started before the break, without holding page locks (a
-		 *    pin holder may need one, e.g. to finish a direct write it is part of). A pinner
-		 *    that meets BREAKING drops all its pins before waiting (pcache_pin_ranges), so
-		 *    this drain cannot wait on a pin whose holder waits on us. */
-		race_delay(pc);
-		for (uint64_t p = p0; p < p1; p++)
-			pin_wait_drained(&pc->pins[p]);
+		/* 1-3: BREAKING, unmap, drain (break_begin). */
+		int ru = break_begin(pc, p0, p1);
 		if (ru) {
-			for (uint64_t p = p0; p < p1; p++)
-				pin_clear_breaking(&pc->pins[p]);
+			break_end(pc, p0, p1);
 			pthread_mutex_unlock(&pc->break_lock);
 			return -EIO;
 		}
@@ -154,8 +174,7 @@ static int break_range(struct pcache *pc, uint64_t off, uint64_t len, enum break
 				  (off_t)(full0 * PAGE_SIZE), (off_t)((full1 - full0) * PAGE_SIZE));
 		unlock_pages(pc, p0, p1);
 		pthread_rwlock_unlock(&pc->wb_lock);
-		for (uint64_t p = p0; p < p1; p++)
-			pin_clear_breaking(&pc->pins[p]);
+		break_end(pc, p0, p1);
 	}
 	if (!r && op == BREAK_TRUNCATE && !file_done) {
 		r = break_file(pc, off, 0, op);

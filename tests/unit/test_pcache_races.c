@@ -184,6 +184,46 @@ static void test_direct_write_keeps_pages_when_unmap_fails(void **state)
 	env_close(&e);
 }
 
+struct inv_arg { struct env *e; uint64_t off, len; int r; int done; };
+
+static void *invalidate_thread(void *arg)
+{
+	struct inv_arg *a = arg;
+	a->r = pcache_invalidate_range(a->e->pc, a->off, a->len);
+	__atomic_store_n(&a->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/* Issue 14 defect 5. A host tool changed page P of the file and says `invalidate` while a blk
+ * request has P pinned for DMA. The invalidate must give a definite answer, not EBUSY: it waits
+ * for the DMAs in flight (new pins wait meanwhile), then drops P, and the guest's next load
+ * sees the tool's bytes. Before, a pinned page was skipped with EBUSY (the control socket
+ * retried for 1 s and gave up), so a guest keeping requests in flight refused it forever. */
+static void test_invalidate_waits_for_pins_instead_of_ebusy(void **state)
+{
+	(void)state;
+	struct env e = { 0 };
+	assert_int_equal(env_open(&e, 4 * MIB, 4 * MIB, 64 * KIB, true), 0);
+	const uint64_t P = 70 * 4096;
+	assert_int_equal(env_load8(&e, P), *(uint64_t *)(e.model + P)); /* cached, mapped */
+	assert_int_equal(pcache_pin(e.pc, P, 4096, false), 0);          /* a DMA in flight */
+	uint8_t tool[4096];
+	memset(tool, 0x3c, sizeof(tool));
+	env_file_write(&e, P, tool, sizeof(tool));                        /* the host tool */
+	struct inv_arg a = { .e = &e, .off = P, .len = 4096 };
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, invalidate_thread, &a), 0);
+	usleep(100 * 1000);
+	assert_int_equal(__atomic_load_n(&a.done, __ATOMIC_ACQUIRE), 0); /* waits for the DMA */
+	pcache_unpin(e.pc, P, 4096, false);
+	pthread_join(t, NULL);
+	assert_int_equal(a.r, 0);
+	assert_int_equal(env_load8(&e, P), 0x3c3c3c3c3c3c3c3cULL);
+	assert_int_equal(pcache_writeback_range(e.pc, 0, e.size), 0);
+	assert_int_equal(env_file_mismatch(&e), -1);
+	env_close(&e);
+}
+
 /* Failing shadow ioctls (map, unmap, harvest fail at random) under a random mix of guest
  * stores and loads, direct writes and reads, writebacks, FLUSHes, invalidations and punches:
  * every operation either completes coherently or returns an error with nothing lost, and
@@ -270,6 +310,7 @@ int main(void)
 		cmocka_unit_test(test_partial_write_keeps_page_dirtied_during_it),
 		cmocka_unit_test(test_flush_fails_when_its_own_writeback_failed),
 		cmocka_unit_test(test_direct_write_keeps_pages_when_unmap_fails),
+		cmocka_unit_test(test_invalidate_waits_for_pins_instead_of_ebusy),
 		cmocka_unit_test(test_shadow_failures_lose_nothing),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
