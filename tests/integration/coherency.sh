@@ -197,6 +197,47 @@ coherency_tests() {
 		--cmdline "scenario=coherency-populate blk_off=0"
 }
 
+# fsx_host_race NAME SCENARIO SEED: fsx (or fsx-smp) at a 2 MiB granule, 2 vCPUs, its region
+# [0, 3 MiB) sharing granule 1 with [3 MiB, 4 MiB), while this shell, as a host tool on the
+# control socket, invalidates random ranges over all of [0, 4 MiB) (write back + drop: the
+# guest must lose nothing) and host-writes random bytes into [3 MiB, 4 MiB) (the same 2 MiB
+# granule as the guest's pages, outside its model). Multi-page-granule races of issue 12 in
+# integration: an unmap for the host's page while the guest stores to its neighbours and
+# FLUSHes. Passes only if the guest's own checks (every op against its shadow) pass.
+fsx_host_race() {
+	local name=$1 scen=$2 seed=$3 ops=${FSX_OPS:-20000}
+	local sock="$T/race.sock" err="$T/race.err" ser="$T/race.serial" n_inv=0 n_hw=0 bad=""
+	coh_conf "$T/race.conf" 2M 0
+	rm -f "$sock" "$ser" "$err"
+	timeout 1800 "$CVMM" run --config "$T/race.conf" --serial "$ser" --control "$sock" \
+		--cmdline "scenario=$scen seed=$seed ops=$ops size=3M" 2>"$err" &
+	local pid=$! rc r off len hex
+	RANDOM=$seed
+	while kill -0 "$pid" 2>/dev/null; do
+		if [ -S "$sock" ]; then
+			off=$(( (RANDOM % 1024) * 4096 )); len=$(( (1 + RANDOM % 64) * 4096 ))
+			r=$("$CTL" --socket "$sock" invalidate "$off" "$len" 2>&1) && n_inv=$((n_inv + 1)) ||
+				{ kill -0 "$pid" 2>/dev/null && bad="$bad
+invalidate $off $len: $r"; }
+			off=$(( 3 * 1048576 + (RANDOM % 1000) * 1000 )); hex=$(printf '%02x' $((RANDOM % 256)) $((RANDOM % 256)) $((RANDOM % 256)))
+			r=$("$CTL" --socket "$sock" host-write "$off" "$hex" 2>&1) && n_hw=$((n_hw + 1)) ||
+				{ kill -0 "$pid" 2>/dev/null && bad="$bad
+host-write $off: $r"; }
+		fi
+		sleep 0.0$((RANDOM % 5))
+	done
+	wait "$pid"; rc=$?
+	local out; out="$(cat "$ser" 2>/dev/null)
+$(cat "$err" 2>/dev/null)
+# harness: $n_inv invalidates, $n_hw host-writes$bad"
+	if [ "$rc" -eq 0 ] && [ -z "$bad" ] && [ "$n_inv" -gt 0 ] &&
+		printf '%s\n' "$out" | grep -Eq '^[1-9][0-9]* passed, 0 failed'; then
+		ok "$name ($n_inv invalidates, $n_hw host-writes beside it)"
+	else
+		notok "$name (exit $rc)" "$out"
+	fi
+}
+
 fsx_tests() {
 	if ! have_kvm; then
 		skip "fsx: every seed" "no usable /dev/kvm on this machine: the VM tests did NOT run"
@@ -223,4 +264,6 @@ fsx_tests() {
 	else
 		notok "fsx-smp: 2 vCPUs, $ops ops each (exit $rc)" "$out"
 	fi
+	fsx_host_race "fsx: 2 MiB granule, host invalidates and host-writes the same granules" fsx 21
+	fsx_host_race "fsx-smp: 2 vCPUs, 2 MiB granule, host invalidates and host-writes beside them" fsx-smp 22
 }
