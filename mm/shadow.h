@@ -54,11 +54,13 @@ struct shadow {
 };
 
 /* KVM: granule g is memslot slot_base + g. `park_gpa` is a guest-physical range of at least
- * one granule that nothing else uses (see shadow_kvm.c: how a WRITABLE slot is removed without
- * losing stores). `manual_protect`: use KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 (enabled by
- * shadow_kvm_enable_dirty_log on the VM) rather than the legacy get-and-clear. */
+ * one granule that nothing else uses and no guest access can reach (see shadow_kvm.c: how a
+ * WRITABLE slot is removed without losing stores); if KVM refuses it (EINVAL: beyond its
+ * highest GFN), `park_fallback` is used instead. `manual_protect`: use
+ * KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 (enabled by shadow_kvm_enable_dirty_log on the VM) rather
+ * than the legacy get-and-clear. */
 struct shadow *shadow_kvm_create(int vm_fd, uint32_t slot_base, uint64_t park_gpa,
-				 uint64_t granule, bool manual_protect);
+				 uint64_t park_fallback, uint64_t granule, bool manual_protect);
 /* Enable manual dirty-log protection on the VM (before any logged slot exists).
  * Returns true if enabled, false if the kernel lacks it (then the legacy mode is used). */
 bool shadow_kvm_enable_dirty_log(int vm_fd);

@@ -45,7 +45,8 @@ struct shadow_kvm {
 	struct shadow base;
 	int vm_fd;
 	uint32_t slot_base;
-	uint64_t park_gpa;
+	uint64_t park_gpa;      /* where a WRITABLE slot is moved before its last log read */
+	uint64_t park_fallback; /* used if KVM refuses park_gpa (see shadow_kvm_create) */
 	uint64_t granule;
 	uint32_t gpages;
 	bool manual;
@@ -149,7 +150,17 @@ static int kvm_unmap(struct shadow *s, uint32_t g, bool was_writable, uint64_t *
 		return -ENOMEM;
 	uint32_t slot = k->slot_base + g;
 	if (was_writable) {
-		int r = set_region(k, slot, si->flags, k->park_gpa, k->granule, si->host);
+		uint64_t park = __atomic_load_n(&k->park_gpa, __ATOMIC_RELAXED);
+		int r = set_region(k, slot, si->flags, park, k->granule, si->host);
+		if (r == -EINVAL && park != k->park_fallback) {
+			/* KVM's highest GFN (with TDP: the host's physical address width) is below
+			 * the preferred park: use the fallback from now on, and say so once. */
+			fprintf(stderr, "cvmm: pmem: KVM refused the parking address 0x%llx; using "
+				"0x%llx, which a guest could reach\n", (unsigned long long)park,
+				(unsigned long long)k->park_fallback);
+			__atomic_store_n(&k->park_gpa, k->park_fallback, __ATOMIC_RELAXED);
+			r = set_region(k, slot, si->flags, k->park_fallback, k->granule, si->host);
+		}
 		if (r)
 			return r;
 		r = get_log(k, g, dirty);
@@ -277,7 +288,7 @@ uint32_t shadow_kvm_enable_ring(int vm_fd, uint32_t want_entries)
 struct shadow *shadow_kvm_create_ring(int vm_fd, uint32_t slot_base, uint64_t granule,
 				      uint32_t entries)
 {
-	struct shadow *s = shadow_kvm_create(vm_fd, slot_base, 0, granule, false);
+	struct shadow *s = shadow_kvm_create(vm_fd, slot_base, 0, 0, granule, false);
 	if (!s)
 		return NULL;
 	struct shadow_kvm *k = (struct shadow_kvm *)s;
@@ -337,7 +348,7 @@ bool shadow_kvm_enable_dirty_log(int vm_fd)
 }
 
 struct shadow *shadow_kvm_create(int vm_fd, uint32_t slot_base, uint64_t park_gpa,
-				 uint64_t granule, bool manual_protect)
+				 uint64_t park_fallback, uint64_t granule, bool manual_protect)
 {
 	struct shadow_kvm *k = calloc(1, sizeof(*k));
 	if (!k)
@@ -346,6 +357,7 @@ struct shadow *shadow_kvm_create(int vm_fd, uint32_t slot_base, uint64_t park_gp
 	k->vm_fd = vm_fd;
 	k->slot_base = slot_base;
 	k->park_gpa = park_gpa;
+	k->park_fallback = park_fallback;
 	k->granule = granule;
 	k->gpages = (uint32_t)(granule >> PAGE_SHIFT);
 	k->manual = manual_protect;

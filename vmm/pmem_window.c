@@ -60,6 +60,31 @@ static int check_granules(uint64_t size, uint64_t granule, int kvm_fd, char *err
 	return 0;
 }
 
+/* Where a WRITABLE granule's slot is parked while it is removed (mm/shadow_kvm.c). It must be
+ * out of the guest's reach: a store through the parked alias after the last dirty-log read
+ * would be neither logged nor DIRTY (issue 12 finding 5). `base + size` was reachable (with a
+ * 1 GiB window ending on a 1 GiB boundary it is where the DSDT's 64-bit MMIO window starts).
+ * 1 << (the host's physical address width) is beyond every address a guest can form here
+ * (its width, from KVM's CPUID, is at most the host's; with shadow paging, as on the project's
+ * hosts, KVM checks guest page tables against it) and, under shadow paging, within KVM's
+ * 52-bit GFN limit. With TDP KVM's limit is the host's width and it refuses the park: the
+ * shadow then falls back to `base + size` and says so once. */
+static uint64_t pmem_window_park(const struct pmem_window *w)
+{
+	unsigned eax, ebx, ecx, edx;
+	__asm__ volatile("cpuid" : "=a"(eax), "=b"(ebx), "=c"(ecx), "=d"(edx) : "a"(0x80000000u), "c"(0));
+	unsigned bits = 0;
+	if (eax >= 0x80000008u) {
+		__asm__ volatile("cpuid" : "=a"(eax), "=b"(ebx), "=c"(ecx), "=d"(edx)
+				 : "a"(0x80000008u), "c"(0));
+		bits = eax & 0xff;
+	}
+	if (bits < 36 || bits > 51)
+		return w->base + w->size;
+	uint64_t park = 1ULL << bits;
+	return park >= w->base + w->size + PMEM_WINDOW_PARK ? park : w->base + w->size;
+}
+
 int pmem_window_create(struct pmem_window **out, const struct pmem_config *cfg, int kvm_fd,
 		       int vm_fd, uint64_t ram_top, char *err, size_t errlen)
 {
@@ -93,8 +118,8 @@ int pmem_window_create(struct pmem_window **out, const struct pmem_config *cfg, 
 		/* Manual-protect dirty log: harvest and re-protect in one step per granule.
 		 * Must be enabled before the first logged memslot. */
 		w->manual_protect = shadow_kvm_enable_dirty_log(vm_fd);
-		sh = shadow_kvm_create(vm_fd, PMEM_WINDOW_SLOT_BASE, w->base + w->size, w->granule,
-				       w->manual_protect);
+		sh = shadow_kvm_create(vm_fd, PMEM_WINDOW_SLOT_BASE, pmem_window_park(w),
+				       w->base + w->size, w->granule, w->manual_protect);
 	}
 	w->shadow = sh;
 	if (!sh) {
