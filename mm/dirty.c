@@ -31,8 +31,14 @@ static void hint_set(struct pcache *pc, uint64_t p)
 void pcache_mark_dirty(struct pcache *pc, uint64_t p)
 {
 	uint32_t old = __atomic_fetch_or(&pc->flags[p], PG_DIRTY, __ATOMIC_ACQ_REL);
-	assert(old & PG_UPTODATE);
-	(void)old;
+	if (!(old & PG_UPTODATE)) {
+		/* A store into a page that is not the file's data (a granule left mapped over a
+		 * dropped page): writing it back would put stale bytes in the file. Stop instead. */
+		if (!(old & PG_DIRTY))
+			__atomic_fetch_and(&pc->flags[p], ~PG_DIRTY, __ATOMIC_ACQ_REL);
+		pcache_bug(pc, "DIRTY page is UPTODATE", __FILE__, __LINE__);
+		return;
+	}
 	hint_set(pc, p);
 }
 

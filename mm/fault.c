@@ -194,7 +194,7 @@ static enum pcache_fault_result fault_one(struct pcache_map *m, uint64_t gpa,
 		uint8_t want = (m->writable && all_have(pc, gp0, gp1, PG_RESERVED)) ? GS_WRITABLE
 										      : GS_READONLY;
 		map_install_granule(m, g, want); /* failure logged; the access itself is complete */
-		assert(map_granule_ok(m, g, false));
+		PCACHE_CHECK(pc, map_granule_ok(m, g, false), "granule state matches its pages");
 	}
 out:
 	unlock_pages(pc, gp0, gp1);
@@ -252,7 +252,7 @@ int pcache_populate(struct pcache_map *m, char *err, size_t errlen)
 		uint8_t want = (m->writable && all_have(pc, gp0, gp1, PG_RESERVED)) ? GS_WRITABLE
 										      : GS_READONLY;
 		r = map_install_granule(m, g, want);
-		assert(map_granule_ok(m, g, false));
+		PCACHE_CHECK(pc, map_granule_ok(m, g, false), "granule state matches its pages");
 		unlock_pages(pc, gp0, gp1);
 		if (r)
 			return pcache_fail(err, errlen, "pmem populate: cannot map granule %u: %s", g,

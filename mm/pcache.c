@@ -38,6 +38,24 @@ void pcache_set_race_delay(struct pcache *pc, unsigned us)
 	__atomic_store_n(&pc->race_delay_us, us, __ATOMIC_RELAXED);
 }
 
+void pcache_bug(struct pcache *pc, const char *what, const char *file, int line)
+{
+	pthread_mutex_lock(&pc->err_lock);
+	bool first = !pc->broken;
+	if (first)
+		snprintf(pc->broken_why, sizeof(pc->broken_why), "invariant broken: %s (%s:%d)", what,
+			 file, line);
+	__atomic_store_n(&pc->broken, 1, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&pc->err_lock);
+	if (first)
+		fprintf(stderr, "cvmm: pmem '%s': %s\n", pc->path, pc->broken_why);
+}
+
+const char *pcache_broken(const struct pcache *pc)
+{
+	return __atomic_load_n(&pc->broken, __ATOMIC_ACQUIRE) ? pc->broken_why : NULL;
+}
+
 /* ---- injection --------------------------------------------------------------------------- */
 
 void pcache_set_inject(struct pcache *pc, const struct pcache_inject *inj)

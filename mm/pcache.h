@@ -65,6 +65,9 @@ uint64_t pcache_size(const struct pcache *pc);
  * VMM may touch a page there only while it holds a pin on it (pcache_pin). */
 uint8_t *pcache_mem(const struct pcache *pc);
 bool pcache_is_direct(const struct pcache *pc);
+/* NULL, or the protocol invariant found broken (a failing ioctl or a bug): the VM must stop
+ * with this message; nothing more is trusted to reach the file. */
+const char *pcache_broken(const struct pcache *pc);
 
 /* ---- maps (per window) ------------------------------------------------------------------- */
 

@@ -111,6 +111,11 @@ struct pcache {
 	unsigned race_delay_us;     /* CVMM_RACE_DELAY_US (tests): see pcache_set_race_delay */
 
 	struct pcache_stats st;     /* updated with relaxed atomics */
+
+	/* An invariant found broken (pcache_bug): set once, never cleared; the VM glue stops
+	 * the VM with this message (pcache_broken) instead of cvmm aborting on an assert. */
+	int broken;                 /* atomic */
+	char broken_why[192];
 };
 
 #define STAT_ADD(pc, field, n) __atomic_add_fetch(&(pc)->st.field, (uint64_t)(n), __ATOMIC_RELAXED)
@@ -184,6 +189,13 @@ static inline uint64_t clamp_pages(struct pcache *pc, uint64_t off, uint64_t len
 /* Format a one-line error into err; returns -1. */
 __attribute__((format(printf, 3, 4)))
 int pcache_fail(char *err, size_t errlen, const char *fmt, ...);
+/* An invariant of the protocol does not hold: say which (once), and mark the cache broken so
+ * the VM stops with the message (pcache_broken), rather than abort cvmm on a path a failing
+ * ioctl or a bug can reach, or go on and write stale memory over the file. */
+void pcache_bug(struct pcache *pc, const char *what, const char *file, int line);
+#define PCACHE_CHECK(pc, cond, what) \
+	do { if (!(cond)) pcache_bug((pc), (what), __FILE__, __LINE__); } while (0)
+
 /* A fault injected for this call (pcache_set_inject): the errno to fail with, or 0. */
 int pcache_injected(struct pcache *pc, int *err, int *count);
 

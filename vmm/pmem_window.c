@@ -194,6 +194,11 @@ enum pmem_exit pmem_window_mmio(struct pmem_window *w, int vcpu_fd, struct kvm_r
 	bool store = run->mmio.is_write;
 	enum pcache_fault_result r = pcache_fault(w->map, gpa, store ? PCACHE_STORE : PCACHE_LOAD,
 						  run->mmio.data, run->mmio.len);
+	const char *why = pcache_broken(w->pc);
+	if (why) {
+		snprintf(msg, msglen, "pmem: %s", why);
+		return PMEM_EXIT_FATAL;
+	}
 	switch (r) {
 	case PCACHE_FAULT_DONE:
 		return PMEM_EXIT_HANDLED;
@@ -275,7 +280,8 @@ enum pmem_exit pmem_window_internal(struct pmem_window *w, int index, int vcpu_f
 
 int pmem_window_flush(struct pmem_window *w)
 {
-	return pcache_flush(w->pc, &w->errseq);
+	int r = pcache_flush(w->pc, &w->errseq);
+	return pcache_broken(w->pc) ? -EIO : r;
 }
 
 void pmem_window_summary(struct pmem_window *w, char *buf, size_t len)
