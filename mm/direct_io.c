@@ -25,7 +25,14 @@ ssize_t pcache_direct_readv(struct pcache *pc, uint64_t off, const struct iovec 
 	 * write every DIRTY page, or the read returns what the file held before them. No shootdown
 	 * is needed for a read, and no page lock is held while the data moves, so the destination
 	 * may be pinned cache memory, even of this very range (d2, seed 003). */
+	/* Fail (EIO) rather than read the file if any writeback failed meanwhile: one of another
+	 * thread (a FLUSH) may have taken a page of this range and failed to write it, and our
+	 * "and wait" then waited for that failure: the file holds stale bytes (the spin model's
+	 * granule.pml BUG_READ_OWN_ONLY). The guest retries; the page stays DIRTY. */
+	uint64_t since = pcache_errseq_sample(pc);
 	int r = pcache_writeback_range(pc, off, len);
+	if (!r && pcache_errseq_sample(pc) != since)
+		r = -EIO;
 	if (r)
 		return r;
 	race_delay(pc);

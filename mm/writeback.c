@@ -146,11 +146,15 @@ int pcache_writeback_range(struct pcache *pc, uint64_t off, uint64_t len)
 int pcache_flush(struct pcache *pc, uint64_t *cursor)
 {
 	uint64_t t0 = now_ns();
-	/* Errors are recorded in the errseq (for every device's next FLUSH) AND returned by this
-	 * FLUSH if its own writeback or sync failed: another FLUSH of the same device, on another
-	 * worker, may have advanced the shared cursor past that error first, and this one must
-	 * not say OK while its pages are not in the file (issue 12 finding 3; the kernel's fsync
-	 * returns its own writeback error the same way). */
+	/* A FLUSH fails if an error was recorded while it ran (the errseq sampled at its start),
+	 * not only if it is new to this device's cursor: another FLUSH of the same device, on
+	 * another worker, may take a page's hint, fail to write it and advance the shared cursor
+	 * first, while this FLUSH found no hint, waited for that write and would say OK without
+	 * the page (issue 12 finding 3; the spin model's granule.pml BUG_FLUSH_CURSOR_ONLY and
+	 * BUG_FLUSH_OWN_ONLY). Overlapping FLUSHes both fail; one started after succeeds. */
+	pthread_mutex_lock(&pc->err_lock);
+	uint64_t since = *cursor;
+	pthread_mutex_unlock(&pc->err_lock);
 	int own = pcache_writeback_range(pc, 0, pc->size);
 	int e = pcache_injected(pc, &pc->inj.fdatasync_errno, &pc->inj.fdatasync_count);
 	/* After a punch or truncate the extent map changed: fsync makes that durable too
@@ -167,11 +171,9 @@ int pcache_flush(struct pcache *pc, uint64_t *cursor)
 	STAT_ADD(pc, flush_ns, now_ns() - t0);
 	pthread_mutex_lock(&pc->err_lock);
 	int ret = e ? -e : own;
-	if (pc->err_seq != *cursor) {
-		*cursor = pc->err_seq;
-		if (!ret)
-			ret = -pc->err_last;
-	}
+	if (!ret && pc->err_seq != since)
+		ret = -pc->err_last;
+	*cursor = pc->err_seq;
 	pthread_mutex_unlock(&pc->err_lock);
 	return ret;
 }

@@ -153,6 +153,79 @@ static void test_flush_fails_when_its_own_writeback_failed(void **state)
 	env_close(&e);
 }
 
+struct fl_arg { struct env *e; uint64_t *cursor; int r; };
+
+static void *flush_thread(void *arg)
+{
+	struct fl_arg *a = arg;
+	a->r = pcache_flush(a->e->pc, a->cursor);
+	return NULL;
+}
+
+/* Finding 3, the full interleaving the spin model found (granule.pml BUG_FLUSH_OWN_ONLY):
+ * FLUSH A takes page P's hint and its write fails (P is DIRTY again); FLUSH B, of the same
+ * device, found no hint (A had it), waited for A's write and returns. If A advanced the shared
+ * cursor first, B saw "no new error" and said OK with P not in the file. A FLUSH must fail if
+ * an error was recorded while it ran (the errseq sampled at its start), not only if its own
+ * writeback failed. Repeated: which of A and B checks the cursor first is up to the scheduler. */
+static void test_overlapping_flushes_both_see_the_error(void **state)
+{
+	(void)state;
+	for (int round = 0; round < 6; round++) {
+		struct env e = { 0 };
+		assert_int_equal(env_open(&e, 4 * MIB, 0, 64 * KIB, true), 0);
+		assert_int_equal(env_store8(&e, 8192, 77), PCACHE_FAULT_DONE);
+		uint64_t cursor = pcache_errseq_sample(e.pc);
+		struct pcache_inject inj = { .pwrite_errno = EIO, .pwrite_count = 1 };
+		pcache_set_inject(e.pc, &inj);
+		pcache_set_race_delay(e.pc, 150 * 1000); /* A sits between taking P and its write */
+		struct fl_arg a = { .e = &e, .cursor = &cursor };
+		pthread_t t;
+		assert_int_equal(pthread_create(&t, NULL, flush_thread, &a), 0);
+		usleep(50 * 1000);
+		int rb = pcache_flush(e.pc, &cursor); /* B */
+		pthread_join(t, NULL);
+		pcache_set_race_delay(e.pc, 0);
+		assert_int_equal(a.r, -EIO);
+		assert_int_equal(rb, -EIO); /* P is not in the file: B must not say OK */
+		assert_true(pcache_page_flags(e.pc, 8192) & PG_DIRTY);
+		assert_int_equal(pcache_flush(e.pc, &cursor), 0); /* the retry writes it */
+		assert_int_equal(env_file_mismatch(&e), -1);
+		env_close(&e);
+	}
+}
+
+/* The read side (granule.pml BUG_READ_OWN_ONLY): a blk read of P beside a FLUSH whose write of
+ * P fails waits for that write, then reads the file's stale bytes: it must fail, not return
+ * them with OK. */
+static void test_read_beside_failed_writeback_fails(void **state)
+{
+	(void)state;
+	struct env e = { 0 };
+	assert_int_equal(env_open(&e, 4 * MIB, 4 * MIB, 64 * KIB, true), 0);
+	assert_int_equal(env_store8(&e, 8192, 0x7777), PCACHE_FAULT_DONE);
+	uint64_t cursor = pcache_errseq_sample(e.pc);
+	struct pcache_inject inj = { .pwrite_errno = EIO, .pwrite_count = 1 };
+	pcache_set_inject(e.pc, &inj);
+	pcache_set_race_delay(e.pc, 150 * 1000);
+	struct fl_arg a = { .e = &e, .cursor = &cursor };
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, flush_thread, &a), 0);
+	usleep(50 * 1000);
+	uint64_t got = 0;
+	ssize_t r = pcache_direct_read(e.pc, 8192, &got, 8);
+	pthread_join(t, NULL);
+	pcache_set_race_delay(e.pc, 0);
+	assert_int_equal(a.r, -EIO);
+	if (r == 8)
+		assert_int_equal(got, 0x7777); /* OK only with the store's bytes */
+	else
+		assert_int_equal(r, -EIO);
+	assert_int_equal(pcache_direct_read(e.pc, 8192, &got, 8), 8); /* retried: written now */
+	assert_int_equal(got, 0x7777);
+	env_close(&e);
+}
+
 /* Finding 4. The direct write cannot unmap the granule (the ioctl fails): the granule stays
  * mapped, so none of its pages may lose UPTODATE/RESERVED. Before the fix the pages were
  * dropped anyway; the guest's next store and a harvest hit assert(UPTODATE) and aborted. */
@@ -310,6 +383,8 @@ int main(void)
 		cmocka_unit_test(test_fallback_keeps_dma_bytes_of_pinned_page),
 		cmocka_unit_test(test_partial_write_keeps_page_dirtied_during_it),
 		cmocka_unit_test(test_flush_fails_when_its_own_writeback_failed),
+		cmocka_unit_test(test_overlapping_flushes_both_see_the_error),
+		cmocka_unit_test(test_read_beside_failed_writeback_fails),
 		cmocka_unit_test(test_direct_write_keeps_pages_when_unmap_fails),
 		cmocka_unit_test(test_invalidate_waits_for_pins_instead_of_ebusy),
 		cmocka_unit_test(test_shadow_failures_lose_nothing),
