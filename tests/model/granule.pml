@@ -47,7 +47,7 @@
  *
  * CONFIGURATIONS (one of them must be defined):
  *   -DHARVEST  finding 1. Guest (stores to page 1 through the mapping, logged by KVM, or
- *              through the fault path; one store to page 0), Invalidator of page 0
+ *              through the fault path; one store to half 1 of page 0), Invalidator of page 0
  *              (pcache_invalidate_range: the unmap step is the same unmap_granule_locked as
  *              blk OUT, DISCARD, host-write, truncate), Flusher (pcache_flush), DirectReader
  *              of page 1 (pcache_direct_readv). Granule WRITABLE at the start (populated).
@@ -55,11 +55,12 @@
  *              pin with write intent, the device writes the half, DIRTY at unpin),
  *              DirectWriter (blk OUT or host-write of half 0 of page 0), Flusher. Granule
  *              ABSENT at the start, nothing cached.
- *   -DFLUSH2   finding 3. Guest (one store to each page), two FLUSHes on device 0 (the blk
+ *   -DFLUSH2   finding 3. Guest (one store, to page 0), two FLUSHes on device 0 (the blk
  *              disk: one errseq cursor), one FLUSH on device 1 (the pmem window: its own
  *              cursor); one writeback write may fail. Granule WRITABLE at the start.
  *   Options: -DREADER_ONLY (with HARVEST: no Flusher, so that the blk-read half of finding 1
- *   is caught by A2 alone); -DUNMAP_FAIL (with PARTIAL: one shadow unmap may fail, finding 4);
+ *   is caught by A2 alone); -DUNMAPPER_DW (with HARVEST: the unmapper is the DirectWriter of
+ *   half 0 of page 0, a blk OUT, instead of the Invalidator); -DUNMAP_FAIL (with PARTIAL: one shadow unmap may fail, finding 4);
  *   -DFIX1_LOCKED_READ (the other fix of finding 1, below); -DNSTORES=n (guest stores to
  *   page 1, default 2).
  *
@@ -309,15 +310,15 @@ proctype Guest() {
 	byte cur;
 	byte v = 1;
 #ifdef FLUSH2
-	gstore(0, 0, 1);
-	gstore(1, 2, 1);
+	gstore(0, 0, 1);                 /* one store: a second one (to page 1) multiplies the
+					  * states by ~10 and adds no step the fix depends on */
 #else
 	do
 	:: v <= NSTORES -> gstore(1, 2, v); v++
 	:: else -> break
 	od;
 #ifdef HARVEST
-	gstore(0, 0, 1);
+	gstore(0, 1, 1);                 /* the half of page 0 a direct writer does not write */
 #endif
 #endif
 	finished++
@@ -494,7 +495,10 @@ init {
 		gstate = RW; gw = 1; kslot = RW; wp[0] = 1; wp[1] = 1;
 #endif
 #if defined(HARVEST)
-#ifdef READER_ONLY
+#if defined(UNMAPPER_DW)
+		run Guest(); run DirectWriter(); run Flusher(0); run DirectReader();
+		nproc = 4
+#elif defined(READER_ONLY)
 		run Guest(); run Invalidator(); run DirectReader();
 		nproc = 3
 #else
