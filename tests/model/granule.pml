@@ -29,8 +29,8 @@
  *      every write completed before it started in the file: file[h] >= done[h] as sampled at
  *      its start.
  *   A2 (blk read; seed 000 Arcangeli: "msync all the mappings ... before the O_DIRECT read"):
- *      a direct read returns, for each half, the last write completed before it started or a
- *      later one.
+ *      a direct read that returns OK returns, for each half, the last write completed before
+ *      it started or a later one.
  *   A3 (DMA ack; seed 004, seed 000 "never leave the two views disagreeing" / the kernel's
  *      buffered fallback): after a DMA completed OK and a later FLUSH returned OK, its bytes are
  *      in the file unless a later write covered them; checked by the final FLUSH (file == last
@@ -58,7 +58,8 @@
  *   -DFLUSH2   finding 3. Guest (one store, to page 0), two FLUSHes on device 0 (the blk
  *              disk: one errseq cursor), one FLUSH on device 1 (the pmem window: its own
  *              cursor); one writeback write may fail. Granule WRITABLE at the start.
- *   Options: -DREADER_ONLY (with HARVEST: no Flusher, so that the blk-read half of finding 1
+ *   Options: -DWITH_READER (with FLUSH2: the pmem FLUSH is replaced by a blk read of page 0);
+ *   -DREADER_ONLY (with HARVEST: no Flusher, so that the blk-read half of finding 1
  *   is caught by A2 alone); -DUNMAPPER_DW (with HARVEST: the unmapper is the DirectWriter of
  *   half 0 of page 0, a blk OUT, instead of the Invalidator); -DUNMAP_FAIL (with PARTIAL: one shadow unmap may fail, finding 4);
  *   -DFIX1_LOCKED_READ (the other fix of finding 1, below); -DNSTORES=n (guest stores to
@@ -78,6 +79,11 @@
  *        pcache_direct_writev skips the launder and the write but still runs step 3, which
  *        drops the unpinned clean page of a granule that stays mapped (M1; in cvmm the next
  *        harvest then hits mark_dirty's assert(PG_UPTODATE)).
+ *   BUG_READ_OWN_ONLY     (with FLUSH2 -DWITH_READER; not in the issue, found by this model)
+ *        pcache_direct_readv as today: it fails only if its OWN writeback failed. The page
+ *        it needs may have been taken by a FLUSH whose write fails: the read's barrier waits
+ *        for that write, then reads the file, which lacks the completed store, and returns OK
+ *        with stale bytes (A2). The same cause as finding 3, on the read side.
  *   BUG_FLUSH_OWN_ONLY    the fix the issue first suggests, alone: a FLUSH also fails if ITS
  *        OWN writeback failed. Not enough: the failing write may be the other FLUSH's (it took
  *        the page's hint and DIRTY; this FLUSH's barrier waited for it), which then advances
@@ -116,6 +122,12 @@
  *        records the error after `since` was sampled); returning the own error alone is not
  *        enough (BUG_FLUSH_OWN_ONLY). The fdatasync error path needs nothing more: it is
  *        recorded with record_error after `since` was sampled (not modelled: no durability).
+ *   FIX 3R (pcache_direct_readv): sample err_seq (pcache_errseq_sample) before its
+ *        pcache_writeback_range; after it, if the writeback failed OR err_seq changed, return
+ *        -EIO without reading (a write of the range may have failed in another thread's
+ *        writeback; its page is DIRTY again but not in the file). Over-reports an unrelated
+ *        error during the read as a failed read; a finer variant retries the writeback once
+ *        when err_seq moved and fails only if that pass's own writes fail (not modelled).
  *   FIX 4 (pcache_direct_writev, unmap failed): as pcache_invalidate_range does: keep every
  *        page (no step 3), unlock, return -EIO; nothing was written.
  *
@@ -357,15 +369,24 @@ proctype Flusher(byte dev) {
 	finished++
 }
 
-/* pcache_direct_readv of page 1 (blk IN): writeback of the range and wait, then the file
- * read. Checks A2. */
-proctype DirectReader() {
-	bool b0, b1, seen, t0, t1, wrerr;
+/* pcache_direct_readv of page p (blk IN): writeback of the range and wait, then the file
+ * read. Checks A2 when it returns OK. A write error: today the read fails only if its OWN
+ * writeback failed (pcache_writeback_range's result); with FIX 3R it also fails if any error
+ * was recorded since it started (err_seq sampled at its start), as a FLUSH does. */
+proctype DirectReader(byte p) {
+	bool b0, b1, seen, t0, t1, wrerr, err;
 	byte cur;
-	byte s2, s3;
-	atomic { s2 = done[2]; s3 = done[3] };
-	writeback(1, 1);
-	atomic { assert(file[2] >= s2 && file[3] >= s3) };                  /* A2 */
+	byte s0, s1, since;
+	atomic { s0 = done[2*p]; s1 = done[2*p+1]; since = errseq };
+	writeback(p, p);
+	atomic {
+#ifdef BUG_READ_OWN_ONLY
+		err = wrerr;
+#else
+		err = wrerr || errseq != since;
+#endif
+		if :: !err -> assert(file[2*p] >= s0 && file[2*p+1] >= s1) :: else -> skip fi  /* A2 */
+	};
 	finished++
 }
 
@@ -496,13 +517,13 @@ init {
 #endif
 #if defined(HARVEST)
 #if defined(UNMAPPER_DW)
-		run Guest(); run DirectWriter(); run Flusher(0); run DirectReader();
+		run Guest(); run DirectWriter(); run Flusher(0); run DirectReader(1);
 		nproc = 4
 #elif defined(READER_ONLY)
-		run Guest(); run Invalidator(); run DirectReader();
+		run Guest(); run Invalidator(); run DirectReader(1);
 		nproc = 3
 #else
-		run Guest(); run Invalidator(); run Flusher(0); run DirectReader();
+		run Guest(); run Invalidator(); run Flusher(0); run DirectReader(1);
 		nproc = 4
 #endif
 #elif defined(PARTIAL)
@@ -513,7 +534,11 @@ init {
 		nproc = 4
 #elif defined(FLUSH2)
 		fails = 1;
+#ifdef WITH_READER
+		run Guest(); run Flusher(0); run Flusher(0); run DirectReader(0);
+#else
 		run Guest(); run Flusher(0); run Flusher(0); run Flusher(1);
+#endif
 		nproc = 4
 #else
 		assert(false)   /* define HARVEST, PARTIAL or FLUSH2 */

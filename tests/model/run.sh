@@ -10,8 +10,8 @@
 #                         slot lock (finding 1)
 #   granule.pml -DPARTIAL guest, DMA into half a page, direct write of its other half, flusher,
 #                         a failing shadow unmap (findings 2 and 4)
-#   granule.pml -DFLUSH2  guest, two FLUSHes on the blk device's cursor and one on pmem's, a
-#                         failing writeback write (finding 3)
+#   granule.pml -DFLUSH2  guest, two FLUSHes on the blk device's cursor and one on pmem's (or a
+#                         blk read), a failing writeback write (finding 3, and the read side)
 set -u
 cd "$(dirname "$0")"
 W=$(mktemp -d)
@@ -71,4 +71,7 @@ check granule.pml "granule: two FLUSHes and a write error verify" 0 -DFLUSH2
 for bug in BUG_FLUSH_CURSOR_ONLY BUG_FLUSH_OWN_ONLY; do
 	check granule.pml "granule: two FLUSHes and a write error: catches $bug" 1 -DFLUSH2 -D$bug
 done
+check granule.pml "granule: two FLUSHes, a blk read and a write error verify" 0 -DFLUSH2 -DWITH_READER
+check granule.pml "granule: two FLUSHes, a blk read and a write error: catches BUG_READ_OWN_ONLY" 1 \
+	-DFLUSH2 -DWITH_READER -DBUG_READ_OWN_ONLY
 exit $fail
