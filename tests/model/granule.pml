@@ -257,6 +257,42 @@ inline wb_page(p, took) {
 	fi
 }
 
+/* wb_word's run from page 0: page 1 joins the run if it is DIRTY, within the range and can be
+ * trylocked, whether or not its hint was taken (its hint then stays set and finds it clean
+ * later); the run is written in one write_run, which on failure re-marks both. */
+inline wb_run0(took0, took1, hi) {
+	if
+	:: took0 && dirty[0] ->
+		plock(0);
+		if
+		:: dirty[0] ->
+			dirty[0] = 0;
+			if
+			:: atomic { hi == 1 && dirty[1] && !locked[1] -> locked[1] = 1 };
+			   if
+			   :: dirty[1] ->
+				dirty[1] = 0;
+				if
+				:: atomic { fails > 0 -> fails-- };
+				   setdirty(0); setdirty(1);
+				   errseq++;
+				   wrerr = 1
+				:: atomic { file[0] = cache[0]; file[1] = cache[1];
+					    file[2] = cache[2]; file[3] = cache[3] }
+				fi;
+				took1 = 0                /* this word's bit of page 1: done */
+			   :: else -> write_page(0)
+			   fi;
+			   punlock(1)
+			:: else -> write_page(0)
+			fi
+		:: else -> skip
+		fi;
+		punlock(0)
+	:: else -> skip
+	fi
+}
+
 /* pcache_writeback_range over pages [lo, hi] of the granule: wb_lock shared; harvest; take
  * the hints of the range (one dh1 word: one step); write the DIRTY ones; unlock; then the
  * "and wait" barrier (wb_lock exclusive: wait until no writeback or launder is running). */
@@ -268,7 +304,7 @@ inline writeback(lo, hi) {
 		if :: t0 -> hint[0] = 0 :: else -> skip fi;
 		if :: t1 -> hint[1] = 0 :: else -> skip fi
 	};
-	wb_page(0, t0);
+	wb_run0(t0, t1, hi);
 	wb_page(1, t1);
 	wb_active--;
 	(wb_active == 0)
