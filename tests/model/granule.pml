@@ -1,7 +1,7 @@
 /* A model of the page-cache protocol (mm/pcache.c) over ONE GRANULE OF TWO PAGES, each page
  * made of TWO HALVES (so a page can hold bytes from two sources), checked with SPIN
  * (tests/model/run.sh). pcache.pml models one page with whole-page writes and a harvest that
- * always holds the slot lock; this model adds what issue 12's findings 1-3 need:
+ * always holds the slot lock; this model adds what issue 12's findings 1-4 need:
  *   - the harvest reads the granule's writable bit (m->gwritable) WITHOUT the slot lock, as
  *     harvest_map does, and unmap_granule_locked's steps (shadow unmap collecting the KVM log,
  *     gstate = ABSENT, clear the writable bit, apply_dirty_bits) are separate steps;
@@ -9,7 +9,8 @@
  *     other half of the same page (pcache_pin_ranges / prepare_pin_page, DIRTY at unpin);
  *   - two FLUSHes at once on one device (blk runs requests on workers), a write error injected
  *     into writeback (write_run: the page is re-marked DIRTY, record_error bumps err_seq), and
- *     errseq cursors per device.
+ *     errseq cursors per device;
+ *   - a failing shadow unmap (finding 4), and writeback runs over both pages (wb_word).
  *
  * Halves: page p has halves 2p and 2p+1. Values per half grow (0 = the file's initial data,
  * then 1, 2, ... per writer; every half has exactly one writer in each configuration), so
@@ -31,19 +32,20 @@
  *   A2 (blk read; seed 000 Arcangeli: "msync all the mappings ... before the O_DIRECT read"):
  *      a direct read that returns OK returns, for each half, the last write completed before
  *      it started or a later one.
- *   A3 (DMA ack; seed 004, seed 000 "never leave the two views disagreeing" / the kernel's
- *      buffered fallback): after a DMA completed OK and a later FLUSH returned OK, its bytes are
- *      in the file unless a later write covered them; checked by the final FLUSH (file == last
- *      for every half once everything is done) and by the monitor below.
+ *   A3 (DMA ack; seed 000 Arcangeli: once "somebody orders the writes, then it should work"):
+ *      after a DMA completed OK and a later FLUSH returned OK, its bytes are in the file unless
+ *      a later write covered them; checked by the final FLUSH (file == last for every half
+ *      once everything is done) and, before that, by M3 and M4.
  *   M1 (monitor; DESIGN.md "WRITABLE => every page UPTODATE", seed 003 Morton: a non-uptodate
  *      page in pagetables "is a bit nasty"): a page whose granule is mapped in KVM is
  *      UPTODATE (the guest never sees memory that is not the file's data);
  *   M2 (monitor; mark_dirty's assert): DIRTY => UPTODATE;
- *   M3 (monitor; seed 004 "ClearPageUptodate ... force a read-in"): a page that is not
- *      UPTODATE and not locked has its data in the file (file == last): dropping never loses
- *      data;
- *   M4 (monitor; seed 000): an UPTODATE page that is not locked shows last (cache == last): the
- *      cache never shows bytes older than the file's or than a completed write's.
+ *   M3 (monitor; seed 004 Torvalds: "just try to drop the page from the cache - that really
+ *      only works if we're the only user of that page"): a page that is not UPTODATE and not
+ *      locked has its data in the file (file == last): dropping never loses data;
+ *   M4 (monitor; seed 004 Torvalds: "a simple CPU cache invalidate ... only guarantees data
+ *      corruption due to missed writes"): an UPTODATE page that is not locked shows last
+ *      (cache == last): refreshing a page never discards bytes written into it.
  *
  * CONFIGURATIONS (one of them must be defined):
  *   -DHARVEST  finding 1. Guest (stores to page 1 through the mapping, logged by KVM, or
@@ -59,11 +61,16 @@
  *              disk: one errseq cursor), one FLUSH on device 1 (the pmem window: its own
  *              cursor); one writeback write may fail. Granule WRITABLE at the start.
  *   Options: -DWITH_READER (with FLUSH2: the pmem FLUSH is replaced by a blk read of page 0);
- *   -DREADER_ONLY (with HARVEST: no Flusher, so that the blk-read half of finding 1
- *   is caught by A2 alone); -DUNMAPPER_DW (with HARVEST: the unmapper is the DirectWriter of
- *   half 0 of page 0, a blk OUT, instead of the Invalidator); -DUNMAP_FAIL (with PARTIAL: one shadow unmap may fail, finding 4);
- *   -DFIX1_LOCKED_READ (the other fix of finding 1, below); -DNSTORES=n (guest stores to
- *   page 1, default 2).
+ *   -DREADER_ONLY (with HARVEST: no Flusher, so that the blk-read half of finding 1 is caught
+ *   by A2 alone); -DUNMAPPER_DW (with HARVEST: the unmapper is the DirectWriter of half 0 of
+ *   page 0, a blk OUT, instead of the Invalidator); -DUNMAP_FAIL (with PARTIAL: one shadow
+ *   unmap may fail, finding 4); -DFIX1_LOCKED_READ (the other fix of finding 1, below);
+ *   -DNSTORES=n (guest stores to page 1, default 2).
+ *   Not vacuous: with temporary assert(false)s spin reaches, in the fixed configurations, a
+ *   harvest that reads the bit clear while an unmapper holds the slot lock, a harvest that
+ *   sees the bit and then finds the granule ABSENT with the dirt applied, a pinned page's
+ *   copy after the DMA wrote its half, a partly covered page DIRTY at step 3, a FLUSH that
+ *   fails for another FLUSH's write error, and a FLUSH returning OK after a logged store.
  *
  * BROKEN VARIANTS (today's code at ba0fd08, each must be caught):
  *   BUG_UNMAP_APPLY_LATE  finding 1: unmap_granule_locked sets gstate ABSENT and clears the
