@@ -22,7 +22,9 @@
  * first half of the direct write):
  *   DirectWriter  lock; unmap; forget the dirt of the (wholly overwritten) page unless pinned;
  *                 launder; write the file; then drop the page, or, if a DMA holds it pinned,
- *                 refresh it from the file (the buffered fallback); unlock.
+ *                 copy the written bytes into it (the buffered fallback; issue 12 fix 2:
+ *                 never re-read from the file, never clear DIRTY there; granule.pml
+ *                 models the partial-page case); unlock.
  *   DirectReader  writeback (seed 000: "msync ... before the O_DIRECT read"), then read the
  *                 file: it must return a value the page held at some point during the read
  *                 (ghost `seen`: every value `last` took since the read started; plus, while a
@@ -30,7 +32,7 @@
  *                 until its unpin; plus a DirectWriter's value from its file write on).
  * and these broken variants must be rejected: BUG_NO_WB_BEFORE_READ (direct read without the
  * writeback), BUG_DW_NO_UNMAP (direct write leaves the guest's mapping), BUG_DW_DROP_PINNED
- * (direct write drops a pinned page instead of refreshing it).
+ * (direct write drops a pinned page instead of copying the written bytes into it).
  *
  * With -DFLUSHRACE: guest, flusher, direct reader, invalidator, DMA: two writebacks and a
  * launder at once, with the page's dirty hint modelled (a writeback takes the hint, then writes
@@ -307,7 +309,7 @@ proctype DirectWriter() {
 	if :: pins == 0 -> dirty = 0 :: else -> skip fi;          /* wholly overwritten */
 	if :: dirty -> dirty = 0; file = cache :: else -> skip fi; /* launder (a pinned page) */
 	/* The write's value is a legitimate outcome for a reader overlapping it from here on, also
-	 * while a pinned page still shows its old data (the refresh below makes it the page's). */
+	 * while a pinned page still shows its old data (the copy below makes it the page's). */
 	atomic {
 		file = 7;
 		dw_wrote = 1;
@@ -318,7 +320,7 @@ proctype DirectWriter() {
 	if
 #ifndef BUG_DW_DROP_PINNED
 	:: pins > 0 ->
-		atomic { cache = file; setlast(file); dirty = 0 }     /* refresh: the fallback */
+		atomic { cache = 7; setlast(7) }     /* the fallback: copy the written bytes in */
 	:: else ->
 #else
 	:: true ->
