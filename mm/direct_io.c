@@ -167,9 +167,10 @@ ssize_t pcache_direct_writev(struct pcache *pc, uint64_t off, const struct iovec
 				STAT_ADD(pc, read_errors, 1);
 				if (!r)
 					r = rr;
-			} else if (whole) {
-				page_clear(w, PG_DIRTY); /* page == file */
 			}
+			/* DIRTY is left as it is: a DMA into the page may unpin (mark_dirty)
+			 * between the refresh and a clear, and its bytes would then never reach
+			 * the file (granule.pml found it). At worst one redundant writeback. */
 			continue;
 		}
 		page_clear(w, PG_UPTODATE | PG_RESERVED | PG_DIRTY);
