@@ -10,7 +10,7 @@
 #     (debugfs reads the image; the pattern is regenerated here), the raw blk/pmem writes past the
 #     file system are too, e2fsck finds the file system clean, cvmm's stats count pmem FLUSHes.
 # Env: CVMM (build/cvmm), LINUX_GUEST_CONF (configs/linux-guest.conf), LINUX_GUEST_TIMEOUT
-#      (seconds of guest run, 1200), LINUX_GUEST_CMDLINE_EXTRA (appended, e.g. "cvmm.ops=200"),
+#      (seconds of guest run, 900: a hang costs at most that much of make test), LINUX_GUEST_CMDLINE_EXTRA (appended, e.g. "cvmm.ops=200"),
 #      LINUX_GUEST_VMM=qemu to run the same kernel, /init and image under QEMU q35 instead
 #      (KVM if usable, else TCG): a check of the guest side against a second implementation,
 #      not of cvmm (QEMU's two views of one file are kept coherent by the host's page cache).
@@ -19,7 +19,7 @@ cd "$(dirname "$0")/../.."
 . tests/lib.sh
 CVMM=${CVMM:-build/cvmm}
 CONF=${LINUX_GUEST_CONF:-configs/linux-guest.conf}
-TMO=${LINUX_GUEST_TIMEOUT:-1200}
+TMO=${LINUX_GUEST_TIMEOUT:-900}
 VMM=${LINUX_GUEST_VMM:-cvmm}
 D=build/linux-guest
 LOG=$D/console.log

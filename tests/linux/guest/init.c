@@ -364,6 +364,7 @@ static int fsx(const char *path, int vda, uint32_t seed, int ops, char *why, siz
 		}
 		counts[kind]++;
 		const char *bad = NULL;
+		errno = 0;
 		switch (kind) {
 		case F_MSTORE:
 			for (uint64_t i = 0; i < len; i++) model[off + i] = (uint8_t)rnd();
@@ -398,12 +399,15 @@ static int fsx(const char *path, int vda, uint32_t seed, int ops, char *why, siz
 			break;
 		}
 		/* After every op the whole file, through the mapping, equals the model. */
+		int err = errno;
 		if (!bad && memcmp(p, model, SZ)) bad = "the mapping differs from the model";
 		if (bad) {
 			int at = first_diff(p, model, SZ);
-			snprintf(why, whylen, "seed %u op %d (%s off %llu len %llu): %s%s%d",
+			char where[48] = "";
+			if (at >= 0) snprintf(where, sizeof where, "; mapping differs at %d", at);
+			snprintf(why, whylen, "seed %u op %d (%s off %llu len %llu): %s%s%s%s",
 				 seed, op, fop_name[kind], (unsigned long long)off, (unsigned long long)len,
-				 bad, at >= 0 ? "; mapping differs at " : "", at);
+				 bad, strstr(bad, "failed") ? ": " : "", strstr(bad, "failed") ? strerror(err) : "", where);
 			goto out;
 		}
 	}
