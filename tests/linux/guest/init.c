@@ -319,14 +319,21 @@ static void t_mmap(int vda)
 }
 
 /* ---- fsx: random ops over one file's blocks, through both views, against a model ----------
- * Seeds: the mmap vs O_DIRECT threads (a direct read must see mmap stores; a direct write must
- * not be undone by a stale mapped page or a later writeback); DESIGN invariants "A page's data
- * reaches the file only by writeback of a page that was DIRTY, or by a direct write" and the
- * direct read / direct write / writeback operations. The guest kernel caches nothing here (DAX
- * and O_DIRECT), so any mismatch is cvmm's. */
-enum { F_MSTORE, F_MLOAD, F_PWRITE, F_PREAD, F_BWRITE, F_BREAD, F_FSYNC, F_MSYNC, F_NOPS };
+ * Seeds (../shared/seeds/): 000 (Arcangeli, zap_pte_range / direct I/O invalidation: a direct
+ * write must not be undone by a stale mapped page or a later writeback of it) and 004 (Linus on
+ * local consistency: mmap, read() and write() of one file agree); DESIGN invariants "A page's data
+ * reaches the file only by writeback of a page that was DIRTY, or by a direct write" and the direct
+ * read / direct write / writeback operations. Seed 001 (Williams/Kara, DMA vs block-map changes)
+ * and DESIGN pin/unpin: the blk-*-map ops give the disk a buffer that IS the DAX mapping (cvmm
+ * pins window pages for the DMA); seed 003 (Morton/Piggin, write() from an mmap of the same file)
+ * and DESIGN "no self-deadlock": pwrite-map and the identity cases of blk-*-map (a disk write whose
+ * source is the mapping of the very blocks it writes, a read into them) must terminate with the
+ * right bytes. The guest kernel caches nothing here (DAX and O_DIRECT): a mismatch is cvmm's. */
+enum { F_MSTORE, F_MLOAD, F_PWRITE, F_PREAD, F_BWRITE, F_BREAD, F_FSYNC, F_MSYNC,
+       F_BWRITE_MAP, F_BREAD_MAP, F_PWRITE_MAP, F_NOPS };
 static const char *fop_name[] = { "mmap-store", "mmap-load", "pwrite", "pread",
-				  "blk-write", "blk-read", "fsync", "msync" };
+				  "blk-write", "blk-read", "fsync", "msync",
+				  "blk-write-map", "blk-read-map", "pwrite-map" };
 
 static int fsx(const char *path, int vda, uint32_t seed, int ops, char *why, size_t whylen)
 {
@@ -350,18 +357,25 @@ static int fsx(const char *path, int vda, uint32_t seed, int ops, char *why, siz
 
 	for (int op = 0; op < ops; op++) {
 		int kind = (int)(rnd() % F_NOPS);
-		uint64_t off = rnd() % SZ, len = 1 + rnd() % MAXLEN, contig;
-		if (kind == F_BWRITE || kind == F_BREAD) {  /* the disk takes 512-byte sectors */
+		uint64_t off = rnd() % SZ, len = 1 + rnd() % MAXLEN, contig, src = rnd() % SZ;
+		int blk = kind == F_BWRITE || kind == F_BREAD || kind == F_BWRITE_MAP || kind == F_BREAD_MAP;
+		if (blk) {  /* the disk takes 512-byte sectors, and O_DIRECT 512-aligned buffers */
 			off &= ~511ULL;
 			len = (len + 511) & ~511ULL;
+			src &= ~511ULL;
 		}
 		if (off + len > SZ) len = SZ - off;
 		int64_t d = 0;
-		if (kind == F_BWRITE || kind == F_BREAD) {
+		if (blk) {
 			d = disk_off(&m, off, &contig);
 			if (d < 0) { snprintf(why, whylen, "op %d: no extent at %llu", op, (unsigned long long)off); goto out; }
 			if (len > contig) len = contig;
 		}
+		/* The mapping-side range of the *-map ops: the same blocks one time in four (the
+		 * self-referencing case), else a range that does not overlap them. */
+		if (src + len > SZ) src = SZ - len;
+		if (src < off + len && off < src + len) src = off;
+		if (rnd() % 4 == 0) src = off;
 		counts[kind]++;
 		const char *bad = NULL;
 		errno = 0;
@@ -397,6 +411,18 @@ static int fsx(const char *path, int vda, uint32_t seed, int ops, char *why, siz
 		case F_MSYNC:
 			if (msync(p, SZ, MS_SYNC)) bad = "msync failed";
 			break;
+		case F_BWRITE_MAP:   /* disk <- the mapping at src (device DMA out of the window) */
+			memmove(model + off, model + src, len);
+			if (full_pwrite(vda, p + src, len, d)) bad = "O_DIRECT write to /dev/vda from the DAX mapping failed";
+			break;
+		case F_BREAD_MAP:    /* the mapping at src <- disk (device DMA into the window) */
+			memmove(model + src, model + off, len);
+			if (full_pread(vda, p + src, len, d)) bad = "O_DIRECT read of /dev/vda into the DAX mapping failed";
+			break;
+		case F_PWRITE_MAP:   /* write() whose source is the mapping of the same file */
+			memmove(model + off, model + src, len);
+			if (full_pwrite(fd, p + src, len, off)) bad = "pwrite from the DAX mapping failed";
+			break;
 		}
 		/* After every op the whole file, through the mapping, equals the model. */
 		int err = errno;
@@ -421,8 +447,9 @@ static int fsx(const char *path, int vda, uint32_t seed, int ops, char *why, siz
 		snprintf(why, whylen, "final /dev/vda read differs"); free(all); goto out;
 	}
 	free(all);
-	snprintf(why, whylen, "%d ops: %d mstore %d mload %d pwrite %d pread %d bwrite %d bread %d fsync %d msync",
-		 ops, counts[0], counts[1], counts[2], counts[3], counts[4], counts[5], counts[6], counts[7]);
+	snprintf(why, whylen, "%d ops: %d mstore %d mload %d pwrite %d pread %d bwrite %d bread %d fsync "
+		 "%d msync %d bwrite-map %d bread-map %d pwrite-map", ops, counts[0], counts[1], counts[2],
+		 counts[3], counts[4], counts[5], counts[6], counts[7], counts[8], counts[9], counts[10]);
 	rc = 0;
 out:
 	if (p != MAP_FAILED) munmap(p, SZ);
@@ -481,7 +508,7 @@ static void t_smp(int vda)
 			cpu_set_t set;
 			CPU_ZERO(&set);
 			CPU_SET(c, &set);
-			char why[200], path[64], line[300];
+			char why[256], path[64], line[400];
 			int r = sched_setaffinity(0, sizeof set, &set);
 			int cpu0 = sched_getcpu();
 			double t0 = now();
