@@ -87,7 +87,9 @@ if ! scripts/mkkernel.sh "$D" 2>&1; then
 fi
 
 conf() { sed -n "s/^$1 *= *//p" "$CONF" | head -1 | sed 's/ *#.*//; s/^"\(.*\)"$/\1/'; }
-CMDLINE="$(conf cmdline) ${LINUX_GUEST_CMDLINE_EXTRA:-}"
+# /init's check of the kernel patch jumps to entry_SYSCALL_64 from user mode (init.c).
+esys=$(nm "$D/vmlinux" 2>/dev/null | awk '$3 == "entry_SYSCALL_64" { print $1 }')
+CMDLINE="$(conf cmdline) cvmm.entry_syscall=0x${esys:-0} ${LINUX_GUEST_CMDLINE_EXTRA:-}"
 rm -f "$D/stats.json"
 start=$(date +%s)
 if [ "$VMM" = qemu ]; then
