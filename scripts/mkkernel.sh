@@ -55,16 +55,21 @@ KEY=$( { echo "$SRCPKG $VER"; cat "$FRAG"; for p in $PATCHES; do echo "== $p"; c
 RES=$CACHE/$KEY
 if [ "$PRINT" = 1 ]; then echo "$RES"; exit 0; fi
 
+# Copies, not hard links: a later write into OUTDIR must not change the cache.
 publish() {
 	local f
 	[ -n "$OUT" ] || return 0
 	mkdir -p "$OUT"
 	for f in vmlinux bzImage; do
 		rm -f "$OUT/$f"
-		ln "$RES/$f" "$OUT/$f" 2>/dev/null || cp "$RES/$f" "$OUT/$f"
+		cp "$RES/$f" "$OUT/$f"
 	done
 }
-done_already() { [ -s "$RES/vmlinux" ] && [ -s "$RES/bzImage" ]; }
+# A cached result counts only if its files still have the checksums recorded when it was built.
+done_already() {
+	[ -s "$RES/vmlinux" ] && [ -s "$RES/bzImage" ] && [ -s "$RES/SHA256SUMS" ] &&
+		(cd "$RES" && sha256sum -c --quiet --status SHA256SUMS)
+}
 if done_already; then
 	say "cached: $RES/vmlinux ($SRCPKG $VER)"
 	publish; exit 0
@@ -137,6 +142,7 @@ wait $mk || { tail -30 "$LOG" >&2; die "kernel build failed (log: $LOG)"; }
 mkdir -p "$RES.tmp"
 cp "$K/vmlinux" "$K/arch/x86/boot/bzImage" "$K/.config" "$K/System.map" "$RES.tmp/"
 echo "$SRCPKG $VER; $FRAG; patches: $PATCHES" > "$RES.tmp/SOURCE"
+(cd "$RES.tmp" && sha256sum vmlinux bzImage > SHA256SUMS)
 rm -rf "$RES"; mv "$RES.tmp" "$RES"
 [ "${CVMM_KERNEL_KEEP_TREE:-1}" = 1 ] || rm -rf "$TREE"
 say "built $RES/vmlinux ($(du -m "$RES/vmlinux" | cut -f1) MiB) in $(( $(date +%s) - t0 )) s"
