@@ -111,7 +111,7 @@ fi
 secs=$(( $(date +%s) - start ))
 tr -d '\r' < "$LOG" > "$LOG.txt"
 echo "# $VMM exited $rc after $secs s; console in $LOG"
-grep -E '^(# |cvmm-init:|cvmm:)' "$LOG.txt" | sed 's/^# //; s/^/  /' | head -40
+grep -E '^(# |cvmm:)|cvmm-init:' "$LOG.txt" | sed 's/^# //; s/.*cvmm-init:/cvmm-init:/; s/^/  /' | head -40
 
 # ---- what the guest said ---------------------------------------------------------------------
 # (not anchored: under QEMU, SeaBIOS's escape sequences share the line)

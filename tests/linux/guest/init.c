@@ -70,8 +70,19 @@ static double now(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+static void uptime(char *up, size_t len)
+{
+	snprintf(up, len, "?");
+	int u = open("/proc/uptime", O_RDONLY);
+	if (u >= 0) { ssize_t n = read(u, up, len - 1); if (n > 0) up[n] = 0; close(u); }
+	up[strcspn(up, " \n")] = 0;
+}
+
 static void poweroff(void)
 {
+	char up[64];
+	uptime(up, sizeof up);
+	say("cvmm-init: checks done after %s s of kernel time", up);
 	say("%d passed, %d failed", n_pass, n_fail);
 	sync();
 	reboot(RB_POWER_OFF);
@@ -617,16 +628,15 @@ int main(void)
 	mkdir("/proc", 0755); mkdir("/sys", 0755); mkdir(MNT, 0755);
 	mount("proc", "/proc", "proc", 0, NULL);
 	mount("sysfs", "/sys", "sysfs", 0, NULL);
-	char up[64] = "?";
-	int u = open("/proc/uptime", O_RDONLY);
-	if (u >= 0) { ssize_t n = read(u, up, sizeof up - 1); if (n > 0) up[n] = 0; close(u); }
-	up[strcspn(up, " \n")] = 0;
+	char up[64];
+	uptime(up, sizeof up);
 	say("cvmm-init: userspace reached after %s s of kernel time", up);
 
 	t_syscall_patch();
 	struct stat sb;
 	int i;
-	for (i = 0; i < 100 && (stat("/dev/vda", &sb) || stat("/dev/pmem0", &sb)); i++) usleep(100000);
+	/* Up to 60 s: every ring-0 instruction is emulated on the project's hosts. */
+	for (i = 0; i < 600 && (stat("/dev/vda", &sb) || stat("/dev/pmem0", &sb)); i++) usleep(100000);
 	if (!check(!stat("/dev/vda", &sb) && !stat("/dev/pmem0", &sb), "boot: /dev/vda and /dev/pmem0 appeared"))
 		poweroff();
 	int vda = open("/dev/vda", O_RDWR | O_DIRECT);
