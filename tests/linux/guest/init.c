@@ -29,6 +29,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <signal.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -486,6 +487,7 @@ static long fake_syscall(unsigned long entry, long nr, long a1, long a2, long a3
 		     "pushfq\n\t"
 		     "pop %%r11\n\t"
 		     "add $128, %%rsp\n\t"
+		     "xor %%r10d, %%r10d\n\t"   /* a 4th argument of 0 (wait4's rusage) */
 		     "jmp *%[entry]\n"
 		     "1:"
 		     : "=a"(ret)
@@ -493,6 +495,9 @@ static long fake_syscall(unsigned long entry, long nr, long a1, long a2, long a3
 		     : "rcx", "r11", "r10", "r8", "r9", "memory", "cc");
 	return ret;
 }
+
+static volatile sig_atomic_t got_usr1;
+static void on_usr1(int sig) { (void)sig; got_usr1 = 1; }
 
 static void t_syscall_patch(void)
 {
@@ -511,6 +516,24 @@ static void t_syscall_patch(void)
 		if (r != 4) bad |= 2;
 		r = fake_syscall(entry, SYS_close, -1, 0, 0);
 		if (r != -EBADF) bad |= 4;
+		/* A signal delivered on the way back to user mode (its frame built from the fixed-up
+		 * registers; the handler returns through rt_sigreturn). */
+		struct sigaction sa;
+		memset(&sa, 0, sizeof sa);
+		sa.sa_handler = on_usr1;
+		sigaction(SIGUSR1, &sa, NULL);
+		r = fake_syscall(entry, SYS_kill, getpid(), SIGUSR1, 0);
+		if (r != 0 || !got_usr1) bad |= 8;
+		/* fork, execve and wait4 the same way: the grandchild re-executes /init, which exits 7. */
+		r = fake_syscall(entry, SYS_fork, 0, 0, 0);
+		if (r == 0) {
+			static char *argv[] = { "/init", "--exit-7", NULL }, *envp[] = { NULL };
+			fake_syscall(entry, SYS_execve, (long)"/init", (long)argv, (long)envp);
+			_exit(1);
+		}
+		int st = 0;
+		long w = r > 0 ? fake_syscall(entry, SYS_wait4, r, (long)&st, 0) : -1;
+		if (r <= 0 || w != r || !WIFEXITED(st) || WEXITSTATUS(st) != 7) bad |= 16;
 		_exit(bad);
 	}
 	int st = -1;
@@ -520,10 +543,12 @@ static void t_syscall_patch(void)
 	ssize_t n = read(pfd[0], buf, sizeof buf - 1);
 	close(pfd[0]);
 	if (!WIFEXITED(st) || WEXITSTATUS(st))
-		say("# fake syscall child: %s %d", WIFSIGNALED(st) ? "killed by signal" : "exit status",
+		say("# fake syscall child: %s %d (exit bits: 1 getpid, 2 write, 4 close, 8 signal, 16 fork/execve/wait4)",
+		    WIFSIGNALED(st) ? "killed by signal" : "exit status",
 		    WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
 	check(WIFEXITED(st) && WEXITSTATUS(st) == 0 && n == 4 && !memcmp(buf, "cvmm", 4),
-	      "kernel patch: a user-mode fetch at entry_SYSCALL_64 completes the system call (getpid, write, close -> -EBADF)");
+	      "kernel patch: a user-mode fetch at entry_SYSCALL_64 completes the system call "
+	      "(getpid, write, close -> -EBADF, kill + handler, fork + execve + wait4)");
 }
 
 static unsigned long cmdline_num(const char *key, unsigned long dflt)
@@ -619,8 +644,10 @@ static void t_smp(int vda)
 	check(okc[0] && okc[1] && overlap > 0, "smp: the two fsx runs overlapped in time");
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	if (argc > 1 && !strcmp(argv[1], "--exit-7"))  /* t_syscall_patch's execve */
+		return 7;
 	mkdir("/dev", 0755);
 	mount("devtmpfs", "/dev", "devtmpfs", 0, NULL);
 	int con = open("/dev/console", O_RDWR);
