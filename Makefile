@@ -99,6 +99,9 @@ linux-images:
 test-linux: deps-test all linux-images
 	@tests/linux/run.sh
 
+# The Linux-guest suite: storage checks in a real Linux userspace (test-linux-guest).
+include tests/linux/linux-guest.mk
+
 # cvmm against QEMU q35 and the host on the same guest and images (bench/run.py, ~4 min here):
 # prints the table, writes build/bench/results.json and results.png.
 bench: deps-bench all

@@ -63,4 +63,10 @@ if [ "${CVMM_SKIP_LINUX:-0}" = 1 ]; then
 else
 	run_sub linux tests/linux/run.sh
 fi
+echo "# Linux guest: a small test kernel runs the storage checks in userspace (ext4 -o dax on pmem, blk, fsx, 2 vCPUs)"
+if [ "${CVMM_SKIP_LINUX:-0}" = 1 ]; then
+	skip "linux-guest: the Linux-guest suite" "CVMM_SKIP_LINUX=1: the Linux guest did NOT run"
+else
+	run_sub linux-guest tests/linux/guest.sh
+fi
 summary
