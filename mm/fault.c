@@ -134,6 +134,8 @@ static enum pcache_fault_result fault_one(struct pcache_map *m, uint64_t gpa,
 	uint8_t seen = gstate_get(m, g);
 	if (kind == PCACHE_FETCH)
 		STAT_ADD(pc, fault_fetch, 1);
+	else if (kind == PCACHE_STORE_UNBACKED)
+		; /* the second call for a store already counted */
 	else if (kind == PCACHE_LOAD)
 		STAT_ADD(pc, fault_load_absent, 1);
 	else if (seen == GS_READONLY)
@@ -169,11 +171,11 @@ static enum pcache_fault_result fault_one(struct pcache_map *m, uint64_t gpa,
 		hi = p + 1;
 	}
 
-	if (kind == PCACHE_STORE) {
+	if (kind == PCACHE_STORE || kind == PCACHE_STORE_UNBACKED) {
 		if (!m->writable) {
 			STAT_ADD(pc, stores_discarded, 1);
 			res = PCACHE_FAULT_DISCARDED;
-		} else if ((rr = reserve(pc, lo, hi, p))) {
+		} else if ((rr = reserve(pc, lo, hi, p)) && kind == PCACHE_STORE) {
 			/* ENOSPC/EDQUOT (or EIO) reserving blocks: refuse the store now, while the guest
 			 * can still be told, instead of losing it at writeback (seed 002). */
 			if (rr == -ENOSPC || rr == -EDQUOT)
@@ -182,6 +184,10 @@ static enum pcache_fault_result fault_one(struct pcache_map *m, uint64_t gpa,
 				STAT_ADD(pc, write_errors, 1);
 			res = PCACHE_FAULT_MCE;
 		} else {
+			/* Reserved; or a kernel-mode store accepted without backing: DIRTY, and its
+			 * writeback's error reaches the guest at FLUSH (PCACHE_STORE_UNBACKED). */
+			if (rr)
+				STAT_ADD(pc, stores_unbacked, 1);
 			/* KVM completed the instruction and will not log this store: apply + DIRTY. */
 			memcpy(pc->mem + off, data, len);
 			pcache_mark_dirty(pc, p);

@@ -373,7 +373,7 @@ void pcache_stats_json(struct pcache *pc, FILE *f)
 		   "\"direct_read_bytes\": %llu, \"direct_write_bytes\": %llu, "
 		   "\"direct_write_fallback_pages\": %llu, \"pages_pinned\": %llu, "
 		   "\"pin_waits_breaking\": %llu, \"truncates\": %llu, "
-		   "\"wb_pages_examined\": %llu}",
+		   "\"wb_pages_examined\": %llu, \"stores_unbacked\": %llu}",
 		U(s.fault_load_absent), U(s.fault_store_absent), U(s.fault_store_readonly),
 		U(s.fault_fetch), U(s.fault_wait_breaking), U(s.pages_read), U(s.pages_zeroed),
 		U(s.pages_written), U(s.wb_writes),
@@ -382,6 +382,7 @@ void pcache_stats_json(struct pcache *pc, FILE *f)
 		U(s.slot_unmaps), U(s.harvests), U(s.pages_harvested), U(s.invalidations),
 		U(s.pins), U(s.breaks), U(s.direct_reads), U(s.direct_writes),
 		U(s.direct_read_bytes), U(s.direct_write_bytes), U(s.direct_write_fallback),
-		U(s.pages_pinned), U(s.pin_waits_breaking), U(s.truncates), U(s.wb_pages_examined));
+		U(s.pages_pinned), U(s.pin_waits_breaking), U(s.truncates), U(s.wb_pages_examined),
+		U(s.stores_unbacked));
 #undef U
 }

@@ -94,7 +94,14 @@ uint32_t pcache_map_ngranules(const struct pcache_map *m);
  * answer (a machine check) rather than silent loss. Returns 0, or -1 with err set (I/O error). */
 int pcache_populate(struct pcache_map *m, char *err, size_t errlen);
 
-enum pcache_access { PCACHE_LOAD, PCACHE_STORE, PCACHE_FETCH };
+/* PCACHE_STORE_UNBACKED: a store that must be accepted even if no backing blocks can be
+ * reserved for it: one from guest KERNEL mode, where a machine check is fatal to Linux (a DAX
+ * block zeroing panicked a 6.1 guest). The page is kept DIRTY (and not RESERVED, so its
+ * granule stays READONLY); its writeback fails with ENOSPC until space is found, and each
+ * FLUSH reports that (the guest's fsync fails: the kernel's errseq form of the same news),
+ * the page staying DIRTY for the next FLUSH to retry (DESIGN.md "fault", mkwrite). The glue
+ * asks for it only after a PCACHE_STORE was refused, once it knows the vCPU was at CPL 0. */
+enum pcache_access { PCACHE_LOAD, PCACHE_STORE, PCACHE_FETCH, PCACHE_STORE_UNBACKED };
 
 enum pcache_fault_result {
 	PCACHE_FAULT_DONE,      /* access completed (load data filled in), granule installed */
@@ -244,6 +251,7 @@ struct pcache_stats {
 	uint64_t pin_waits_breaking;    /* pin attempts that met BREAKING, dropped all, waited */
 	uint64_t pages_pinned;          /* pages pinned (a range of 3 pages counts 3) */
 	uint64_t truncates;
+	uint64_t stores_unbacked;       /* kernel-mode stores accepted without backing blocks */
 };
 void pcache_stats_get(struct pcache *pc, struct pcache_stats *out);
 /* One line, no newline: "faults 3 (load 1, store 1, store-ro 1, fetch 0), read 1024 pages, ..." */

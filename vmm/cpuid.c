@@ -154,6 +154,20 @@ void cpuid_set_topology(struct kvm_cpuid2 *c, unsigned apic_id, unsigned ncpus)
 	}
 }
 
+bool cpuid_advertise_mce_recovery(struct kvm_cpuid2 *c)
+{
+	struct kvm_cpuid_entry2 *v = cpuid_find(c, 0, 0), *x = cpuid_find(c, 0x80000000, 0);
+	struct kvm_cpuid_entry2 *e = cpuid_find(c, 0x80000007, 0);
+	if (!v || !e || !x || x->eax < 0x80000007)
+		return false;
+	bool amd = (v->ebx == 0x68747541 && v->edx == 0x69746e65 && v->ecx == 0x444d4163) ||
+		   (v->ebx == 0x6f677948 && v->edx == 0x6e65476e && v->ecx == 0x656e6975);
+	if (!amd)
+		return false;
+	e->ebx |= 1u << 1; /* SUCCOR (not SMCA: cvmm has no scalable MCA banks) */
+	return true;
+}
+
 struct kvm_cpuid2 *cpuid_dup(const struct kvm_cpuid2 *c)
 {
 	size_t sz = sizeof(*c) + c->nent * sizeof(c->entries[0]);

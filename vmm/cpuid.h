@@ -4,6 +4,7 @@
 #ifndef CVMM_CPUID_H
 #define CVMM_CPUID_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -37,6 +38,12 @@ int cpuid_mask_foreach(const char *mask, int (*fn)(const struct cpuid_feature *f
 		       void *ctx, char *err, size_t errlen);
 /* Apply a mask list; unknown names fail with err naming the name and listing known ones. */
 int cpuid_apply_mask(struct kvm_cpuid2 *c, const char *mask, char *err, size_t errlen);
+/* Advertise what the guest's CPU vendor needs to recover from an uncorrected machine check in
+ * user mode (the SRAR cvmm injects for a store it cannot back, vmm/mce.c): on AMD (and Hygon)
+ * CPUID 0x80000007 EBX bit 1, SUCCOR, without which Linux treats every uncorrected error as
+ * fatal ("Uncorrected error without MCA Recovery", measured on these hosts); Intel's MCG_SER_P
+ * is in the MCG_CAP KVM already reports. Returns true if the bit was set. */
+bool cpuid_advertise_mce_recovery(struct kvm_cpuid2 *c);
 /* Set APIC ID and logical CPU count for one vCPU (leaf 1 EBX, HTT, leaf 0xB x2APIC IDs). */
 void cpuid_set_topology(struct kvm_cpuid2 *c, unsigned apic_id, unsigned ncpus);
 /* Copy of a kvm_cpuid2 (malloc'd). */

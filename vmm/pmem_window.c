@@ -167,6 +167,15 @@ int pmem_window_ring_full(struct pmem_window *w)
 }
 
 /* The access could not be completed: raise a machine check, or say why we cannot. */
+/* The privilege level the vCPU was at (CS.DPL), or -1 if KVM cannot say. */
+static int vcpu_cpl(int vcpu_fd)
+{
+	struct kvm_sregs sr;
+	if (ioctl(vcpu_fd, KVM_GET_SREGS, &sr) < 0)
+		return -1;
+	return sr.cs.selector & 3; /* CPL = the RPL of CS */
+}
+
 static enum pmem_exit refuse(struct pmem_window *w, int vcpu_fd, uint64_t gpa, bool fetch,
 			     const char *what, char *msg, size_t msglen)
 {
@@ -209,6 +218,13 @@ enum pmem_exit pmem_window_mmio(struct pmem_window *w, int vcpu_fd, struct kvm_r
 				(unsigned long long)gpa);
 		return PMEM_EXIT_HANDLED;
 	case PCACHE_FAULT_MCE:
+		/* A store from guest kernel mode that found no backing blocks: a machine check in
+		 * kernel context is fatal to Linux, so it is accepted into the cache instead and
+		 * the next FLUSH reports ENOSPC (mm/pcache.h PCACHE_STORE_UNBACKED). */
+		if (store && vcpu_cpl(vcpu_fd) == 0 &&
+		    pcache_fault(w->map, gpa, PCACHE_STORE_UNBACKED, run->mmio.data,
+				 run->mmio.len) == PCACHE_FAULT_DONE)
+			return PMEM_EXIT_HANDLED;
 		if (!store)
 			memset(run->mmio.data, 0xff, sizeof(run->mmio.data));
 		return refuse(w, vcpu_fd, gpa, false, store ? "store" : "load", msg, msglen);

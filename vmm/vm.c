@@ -114,6 +114,7 @@ static int setup_cpuid(struct vm *vm, char *err, size_t errlen)
 			return fail(err, errlen, "KVM_GET_SUPPORTED_CPUID");
 		nent *= 2;
 	}
+	cpuid_advertise_mce_recovery(vm->cpuid);
 	return cpuid_apply_mask(vm->cpuid, vm->cfg->cpuid_mask, err, errlen);
 }
 

@@ -93,6 +93,26 @@ static void test_topology(void **state)
 	free(c);
 }
 
+/* The recovery bit an AMD guest needs to survive cvmm's user-mode machine check (issue 13). */
+static void test_succor_on_amd_only(void **state)
+{
+	(void)state;
+	struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + 3 * sizeof(c->entries[0]));
+	c->nent = 3;
+	c->entries[0] = (struct kvm_cpuid_entry2){ .function = 0, .eax = 0x10, .ebx = 0x68747541,
+						   .edx = 0x69746e65, .ecx = 0x444d4163 };
+	c->entries[1] = (struct kvm_cpuid_entry2){ .function = 0x80000000, .eax = 0x80000008 };
+	c->entries[2] = (struct kvm_cpuid_entry2){ .function = 0x80000007, .ebx = 0x8 };
+	assert_true(cpuid_advertise_mce_recovery(c));
+	assert_int_equal(cpuid_find(c, 0x80000007, 0)->ebx, 0x8 | 0x2);
+	/* GenuineIntel: MCG_SER_P is KVM's business, the leaf is left alone */
+	c->entries[0].ebx = 0x756e6547; c->entries[0].edx = 0x49656e69; c->entries[0].ecx = 0x6c65746e;
+	c->entries[2].ebx = 0;
+	assert_false(cpuid_advertise_mce_recovery(c));
+	assert_int_equal(cpuid_find(c, 0x80000007, 0)->ebx, 0);
+	free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -101,6 +121,7 @@ int main(void)
 		cmocka_unit_test(test_unknown_feature_is_named),
 		cmocka_unit_test(test_empty_mask_changes_nothing),
 		cmocka_unit_test(test_topology),
+		cmocka_unit_test(test_succor_on_amd_only),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -257,6 +257,45 @@ static void test_direct_write_keeps_pages_when_unmap_fails(void **state)
 	env_close(&e);
 }
 
+/* Issue 13 (DESIGN "fault", mkwrite): a store from guest KERNEL mode that finds no backing
+ * blocks is accepted into the cache (a machine check in kernel context is fatal to Linux: a
+ * 6.1 guest panicked on ext4's DAX block zeroing), its page DIRTY and not RESERVED (granule
+ * READONLY); each FLUSH reports the writeback's ENOSPC and keeps the page DIRTY; once space is
+ * back, a FLUSH writes it and succeeds. A user-mode store (PCACHE_STORE) is still refused. */
+static void test_kernel_store_without_space_is_reported_at_flush(void **state)
+{
+	(void)state;
+	struct env e = { 0 };
+	assert_int_equal(env_open(&e, 4 * MIB, 0, 64 * KIB, true), 0);
+	struct pcache_inject inj = { .fallocate_errno = ENOSPC, .fallocate_count = -1 };
+	pcache_set_inject(e.pc, &inj);
+	uint64_t v = 0xfeedface, off = 5 * 4096;
+	assert_int_equal(pcache_fault(e.m, ENV_BASE + off, PCACHE_STORE, &v, 8), PCACHE_FAULT_MCE);
+	assert_int_equal(pcache_fault(e.m, ENV_BASE + off, PCACHE_STORE_UNBACKED, &v, 8),
+			 PCACHE_FAULT_DONE);
+	memcpy(e.model + off, &v, 8);
+	uint32_t f = pcache_page_flags(e.pc, off);
+	assert_true((f & PG_DIRTY) && (f & PG_UPTODATE) && !(f & PG_RESERVED));
+	assert_int_equal(shadow_fake_state(e.fk, ENV_BASE + off), FAKE_READONLY);
+	assert_int_equal(env_stats(&e).stores_unbacked, 1);
+	assert_int_equal(pcache_map_check(e.m), 0);
+	/* the host file system is full: the FLUSH says so, twice, and keeps the data */
+	uint64_t cursor = pcache_errseq_sample(e.pc);
+	inj.pwrite_errno = ENOSPC;
+	inj.pwrite_count = -1;
+	pcache_set_inject(e.pc, &inj);
+	assert_int_equal(pcache_flush(e.pc, &cursor), -ENOSPC);
+	assert_int_equal(pcache_flush(e.pc, &cursor), -ENOSPC);
+	assert_true(pcache_page_flags(e.pc, off) & PG_DIRTY);
+	assert_int_equal(env_load8(&e, off), v);
+	/* space is back: the FLUSH writes it */
+	struct pcache_inject none = { 0 };
+	pcache_set_inject(e.pc, &none);
+	assert_int_equal(pcache_flush(e.pc, &cursor), 0);
+	assert_int_equal(env_file_mismatch(&e), -1);
+	env_close(&e);
+}
+
 struct inv_arg { struct env *e; uint64_t off, len; int r; int done; };
 
 static void *invalidate_thread(void *arg)
@@ -387,6 +426,7 @@ int main(void)
 		cmocka_unit_test(test_read_beside_failed_writeback_fails),
 		cmocka_unit_test(test_direct_write_keeps_pages_when_unmap_fails),
 		cmocka_unit_test(test_invalidate_waits_for_pins_instead_of_ebusy),
+		cmocka_unit_test(test_kernel_store_without_space_is_reported_at_flush),
 		cmocka_unit_test(test_shadow_failures_lose_nothing),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
