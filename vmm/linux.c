@@ -233,6 +233,13 @@ int linux_load_bzimage(const void *img, size_t len, struct guest_mem *mem,
 		return fail_labelled(err, errlen, label,
 			     "truncated: setup header ends at 0x%zx, file has 0x%zx bytes", hdr_end,
 			     len);
+	/* Every field read below lies before HDR_INIT_SIZE + 4: the header must cover them all
+	 * before any is read (the version too: a 0x206-byte file with a length byte of 0 ends
+	 * right before it). */
+	if (hdr_end < HDR_VERSION + 2)
+		return fail_labelled(err, errlen, label,
+			     "setup header length 0x%zx is too short to hold the protocol version",
+			     hdr_end - BP_HDR);
 	lb.version = rd16(b + HDR_VERSION);
 	if (lb.version < LINUX_MIN_VERSION)
 		return fail_labelled(err, errlen, label,
@@ -280,15 +287,23 @@ int linux_load_bzimage(const void *img, size_t len, struct guest_mem *mem,
 			return fail_labelled(err, errlen, label,
 				     "kernel_alignment 0x%x is not a power of two up to 1 GiB",
 				     align);
-		load = rd64(b + HDR_PREF_ADDRESS);
-		if (load < GPA_RESERVED_END)
-			load = GPA_RESERVED_END;
-		load = (load + align - 1) & ~((uint64_t)align - 1);
+		uint64_t pref = rd64(b + HDR_PREF_ADDRESS);
+		if (pref < GPA_RESERVED_END)
+			pref = GPA_RESERVED_END;
+		/* Round up with an overflow check: pref_address near 2^64 would wrap to 0 and put
+		 * the kernel over the page tables, GDT, zero page and ACPI tables. */
+		if (__builtin_add_overflow(pref, (uint64_t)align - 1, &load))
+			return fail_labelled(err, errlen, label,
+				     "pref_address 0x%llx rounded up to kernel_alignment 0x%x is "
+				     "beyond 2^64 (the image is corrupt)",
+				     (unsigned long long)pref, align);
+		load &= ~((uint64_t)align - 1);
 	} else {
 		load = GPA_RESERVED_END; /* code32_start's traditional 1 MiB */
 	}
 	uint64_t need = init_size > syssize ? init_size : syssize;
-	if (load > p->ram_low || need > p->ram_low - load)
+	/* Bounds after aligning: at or above 1 MiB, and the whole of it in low RAM. */
+	if (load < GPA_RESERVED_END || load > p->ram_low || need > p->ram_low - load)
 		return fail_labelled(err, errlen, label,
 			     "the kernel needs RAM from 0x%llx to 0x%llx (init_size 0x%x) but RAM "
 			     "below the PCI hole ends at 0x%llx: give the VM more memory",
