@@ -6,6 +6,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "vmm/file.h"
+
 #define LCR_DLAB 0x80
 #define LSR_THRE 0x20
 #define LSR_TEMT 0x40
@@ -24,11 +26,10 @@ int serial_init(struct serial *s, const char *dest, char *err, size_t errlen)
 		s->out_fd = STDOUT_FILENO;
 		return 0;
 	}
-	s->out_fd = open(dest, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (s->out_fd < 0) {
-		snprintf(err, errlen, "serial '%s': %s", dest, strerror(errno));
+	/* 0600, and never through a symbolic link (vmm/file.h): cvmm often runs as root. */
+	s->out_fd = file_create(dest, "serial", err, errlen);
+	if (s->out_fd < 0)
 		return -1;
-	}
 	s->own_fd = s->out_fd;
 	return 0;
 }

@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 . tests/integration/boot.sh
 . tests/integration/pmem.sh
 . tests/integration/coherency.sh
+. tests/integration/hardening.sh
 
 echo "# unit tests (AddressSanitizer + UndefinedBehaviorSanitizer)"
 unit_run build/tests/test_*
@@ -47,6 +48,8 @@ echo "# integration: one file as pmem window and blk disk, kept coherent (the pr
 coherency_tests
 echo "# integration: fsx, random pmem and blk operations against a shadow model"
 fsx_tests
+echo "# integration: hardening (created files, serial budget, control clients, seccomp)"
+hardening_tests
 echo "# interop: the same guest under QEMU"
 qemu_tests
 if [ -x tests/fuzz/run.sh ]; then

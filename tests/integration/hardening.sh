@@ -1,0 +1,53 @@
+# Issue 14, hardening: files cvmm creates (0600, no symlink followed where a new file is
+# expected), the serial log's byte budget, control clients that read slowly or not at all, and
+# the seccomp filter. Sourced by tests/run-all.sh (needs lib.sh and boot.sh: T, CVMM, GUEST,
+# expect_error).
+#   bash -c '. tests/lib.sh; . tests/integration/boot.sh; . tests/integration/hardening.sh;
+#            hardening_files; summary'     runs one group
+
+# mode_of FILE: the permission bits in octal (e.g. 600).
+mode_of() { stat -c %a "$1" 2>/dev/null; }
+
+# Files cvmm creates: serial log, stats JSON, pmem image. Created 0600 whatever the umask; a
+# symbolic link where cvmm would create a file is refused with one line and not followed.
+hardening_files() {
+	local d="$T/files" out rc
+	rm -rf "$d"; mkdir -p "$d"
+	printf 'precious\n' > "$d/target"
+	# The stats JSON is created before KVM is opened: this one needs no /dev/kvm.
+	ln -s "$d/target" "$d/stats-link"
+	expect_error "files: stats JSON that is a symlink is refused" "stats-link.*symbolic link" -- \
+		run --kernel "$GUEST" --cmdline scenario=hello --stats-json "$d/stats-link"
+	if ! have_kvm; then
+		skip "files: serial log and pmem image: symlinks refused, created 0600" \
+			"no usable /dev/kvm on this machine: did NOT run (tests/unit/test_file.c covers them)"
+		return
+	fi
+	ln -s "$d/target" "$d/serial-link"
+	expect_error "files: serial log that is a symlink is refused" "serial-link.*symbolic link" -- \
+		run --kernel "$GUEST" --cmdline scenario=hello --serial "$d/serial-link"
+	if [ "$(cat "$d/target")" = precious ]; then ok "files: the symlinks' target is untouched"
+	else notok "files: the symlinks' target is untouched" "$(head -c 300 "$d/target")"; fi
+	ln -s "$d/no-such-image" "$d/pmem-link"
+	printf '[vm]\nkernel = %s\ntimeout = 30\n[pmem]\npath = %s\nsize = 2M\n' \
+		"$PWD/$GUEST" "$d/pmem-link" > "$d/pmem-link.conf"
+	expect_error "files: pmem image that is a dangling symlink is refused" \
+		"pmem-link.*symbolic link" -- run --config "$d/pmem-link.conf" --cmdline scenario=hello
+	if [ ! -e "$d/no-such-image" ]; then ok "files: no image created through the dangling symlink"
+	else notok "files: no image created through the dangling symlink"; fi
+
+	printf '[vm]\nkernel = %s\ntimeout = 30\nserial = %s\nstats_json = %s\n[pmem]\npath = %s\nsize = 2M\n' \
+		"$PWD/$GUEST" "$d/serial.log" "$d/stats.json" "$d/pmem.img" > "$d/new.conf"
+	out=$( (umask 0; timeout 60 "$CVMM" run --config "$d/new.conf" --cmdline scenario=hello) 2>&1); rc=$?
+	local modes
+	modes="serial $(mode_of "$d/serial.log"), stats $(mode_of "$d/stats.json"), pmem $(mode_of "$d/pmem.img")"
+	if [ "$rc" -eq 0 ] && [ "$modes" = "serial 600, stats 600, pmem 600" ]; then
+		ok "files: serial log, stats JSON and pmem image created 0600 under umask 0"
+	else
+		notok "files: serial log, stats JSON and pmem image created 0600 under umask 0 (exit $rc; $modes)" "$out"
+	fi
+}
+
+hardening_tests() {
+	hardening_files
+}
