@@ -50,6 +50,7 @@ static const struct key_desc config_keys[] = {
 	{ "vm", "mem", KEY_SIZE, FIELD(mem_size) },
 	{ "vm", "cpus", KEY_INT, FIELD(cpus) },
 	{ "vm", "serial", KEY_SERIAL, FIELD(serial) },
+	{ "vm", "serial_limit", KEY_SIZE, FIELD(serial_limit) },
 	{ "vm", "cpuid_mask", KEY_STR, FIELD(cpuid_mask) },
 	{ "vm", "stats_json", KEY_PATH, FIELD(stats_json) },
 	{ "vm", "control", KEY_PATH, FIELD(control) },
@@ -96,6 +97,7 @@ void config_defaults(struct vm_config *c)
 	c->mem_size = 256 * MIB;
 	c->cpus = 1;
 	strcpy(c->serial, "stdio");
+	c->serial_limit = CONFIG_SERIAL_LIMIT_DEFAULT;
 	c->blk.direct = true;
 }
 

@@ -9,8 +9,8 @@
 
 static const char usage[] =
 "usage: cvmm run [--config FILE] [--kernel FILE] [--initrd FILE] [--cmdline STR] [--mem SIZE]\n"
-"                [--cpus N] [--serial stdio|FILE] [--cpuid-mask LIST] [--timeout SECONDS]\n"
-"                [--stats-json FILE] [--control PATH]\n"
+"                [--cpus N] [--serial stdio|FILE] [--serial-limit SIZE] [--cpuid-mask LIST]\n"
+"                [--timeout SECONDS] [--stats-json FILE] [--control PATH]\n"
 "       cvmm --help | --version\n"
 "\n"
 "Boot a guest on KVM. Settings come from --config (a file of `key = value` lines in [vm],\n"
@@ -25,11 +25,15 @@ static const char usage[] =
 "  --cmdline STR       guest command line ([vm] cmdline)\n"
 "  --mem SIZE          guest RAM, e.g. 256M, 1G (default 256M) ([vm] mem)\n"
 "  --cpus N            vCPUs, 1..64 (default 1) ([vm] cpus)\n"
-"  --serial DEST       COM1 output: stdio (default) or a file path ([vm] serial)\n"
+"  --serial DEST       COM1 output: stdio (default) or a file path, created 0600; a\n"
+"                      symbolic link there is refused ([vm] serial)\n"
+"  --serial-limit SIZE bytes of guest console output written (stdio or file) before a\n"
+"                      line saying it was cut; default 64M, 0 = no limit ([vm] serial_limit)\n"
 "  --cpuid-mask LIST   comma-separated CPUID features to hide, or the preset pvm-host\n"
 "                      ([vm] cpuid_mask)\n"
 "  --timeout SECONDS   stop the guest after SECONDS and exit 124 ([vm] timeout)\n"
-"  --stats-json FILE   write run statistics as JSON at exit ([vm] stats_json)\n"
+"  --stats-json FILE   write run statistics as JSON at exit; created 0600 at start, a\n"
+"                      symbolic link there is refused ([vm] stats_json)\n"
 "  --control PATH      serve JSON-line requests on a UNIX socket at PATH while the guest\n"
 "                      runs (stats, flush, invalidate, host-read, host-write, truncate;\n"
 "                      client: build/cvmmctl; protocol: vmm/control.h) ([vm] control)\n"
@@ -42,7 +46,7 @@ static const char usage[] =
 "guest's first output and VM exits by kind.\n";
 
 enum { OPT_CONFIG = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUID_MASK, OPT_TIMEOUT, OPT_STATS_JSON,
-       OPT_CONTROL };
+       OPT_CONTROL, OPT_SERIAL_LIMIT };
 
 static const struct option long_opts[] = {
 	{ "config", required_argument, NULL, OPT_CONFIG },
@@ -52,6 +56,7 @@ static const struct option long_opts[] = {
 	{ "mem", required_argument, NULL, 'm' },
 	{ "cpus", required_argument, NULL, 'c' },
 	{ "serial", required_argument, NULL, 's' },
+	{ "serial-limit", required_argument, NULL, OPT_SERIAL_LIMIT },
 	{ "cpuid-mask", required_argument, NULL, OPT_CPUID_MASK },
 	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 	{ "stats-json", required_argument, NULL, OPT_STATS_JSON },
@@ -69,6 +74,7 @@ static const char *flag_key(int opt)
 	case 'm': return "mem";
 	case 'c': return "cpus";
 	case 's': return "serial";
+	case OPT_SERIAL_LIMIT: return "serial_limit";
 	case OPT_CPUID_MASK: return "cpuid_mask";
 	case OPT_TIMEOUT: return "timeout";
 	case OPT_STATS_JSON: return "stats_json";

@@ -184,6 +184,9 @@ int vm_create(struct vm *vm, struct vm_config *cfg, char *err, size_t errlen)
 	}
 	if (devices_setup(vm, err, errlen))
 		return -1;
+	/* The console's byte budget (issue 14): a guest must not fill the host's disk. */
+	if (vm->serial)
+		serial_set_limit(vm->serial, cfg->serial_limit);
 
 	/* ACPI tables, boot tables, and the kernel: cvmm's guest, a vmlinux or a bzImage. */
 	if (linux_vm_setup(vm, err, errlen))
@@ -324,6 +327,12 @@ void vm_print_summary(struct vm *vm)
 					      exit_names[k], (unsigned long long)exits[k]);
 	fprintf(stderr, "cvmm: %s; status %d; run %.3f s, first output %s, exits: %s\n",
 		vm->stop_reason, vm->exit_status, run, first, n ? ex : "none");
+	if (vm->serial)
+		serial_flush(vm->serial); /* a last partial line may be what passes the budget */
+	if (vm->serial && vm->serial->cut)
+		fprintf(stderr, "cvmm: serial output cut at serial_limit %llu bytes; %llu bytes of "
+			"guest output dropped\n", (unsigned long long)vm->serial->limit,
+			(unsigned long long)vm->serial->dropped);
 	if (vm->pmem) { /* mm: page-cache counters */
 		char line[1024];
 		pmem_window_summary(vm->pmem, line, sizeof(line));
@@ -332,6 +341,8 @@ void vm_print_summary(struct vm *vm)
 
 	if (vm->stats_fd >= 0) {
 		FILE *f = fdopen(vm->stats_fd, "w");
+		if (!f)
+			close(vm->stats_fd);
 		vm->stats_fd = -1; /* fclose below closes it */
 		if (!f) {
 			fprintf(stderr, "cvmm: stats_json '%s': %s\n", vm->cfg->stats_json,
@@ -339,11 +350,12 @@ void vm_print_summary(struct vm *vm)
 			return;
 		}
 		fprintf(f, "{\"status\": %d, \"run_s\": %.6f, \"first_output_s\": %.6f, "
-			   "\"serial_bytes\": %llu, \"exits\": {",
+			   "\"serial_bytes\": %llu, \"serial_dropped\": %llu, \"exits\": {",
 			vm->exit_status, run,
 			vm->stats.have_first_output
 				? ts_diff(&vm->stats.t_start, &vm->stats.t_first_output) : -1.0,
-			(unsigned long long)vm->stats.serial_bytes);
+			(unsigned long long)vm->stats.serial_bytes,
+			(unsigned long long)(vm->serial ? vm->serial->dropped : 0));
 		for (int k = 0; k < VMEXIT_NR; k++)
 			fprintf(f, "%s\"%s\": %llu", k ? ", " : "", exit_names[k],
 				(unsigned long long)exits[k]);

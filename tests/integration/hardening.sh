@@ -48,6 +48,35 @@ hardening_files() {
 	fi
 }
 
+# The console's byte budget: a guest's output stops at serial_limit, one line says so.
+hardening_serial_limit() {
+	local d="$T/slimit" out rc
+	rm -rf "$d"; mkdir -p "$d"
+	if "$CVMM" --help | grep -q -- '--serial-limit SIZE'; then ok "serial_limit: in --help"
+	else notok "serial_limit: in --help"; fi
+	expect_error "serial_limit: a bad size names the flag" "serial-limit.*serial_limit" -- \
+		run --kernel "$GUEST" --serial-limit lots
+	if ! have_kvm; then
+		skip "serial_limit: a guest's output is cut" "no usable /dev/kvm on this machine: did NOT run (tests/unit/test_serial.c covers it)"
+		return
+	fi
+	out=$(timeout 60 "$CVMM" run --kernel "$GUEST" --cmdline scenario=hello --timeout 30 \
+		--serial "$d/serial.log" --serial-limit 100 --stats-json "$d/stats.json" 2>&1); rc=$?
+	local size cuts
+	size=$(grep -v 'cvmm: serial output cut' "$d/serial.log" | wc -c)
+	cuts=$(grep -c 'cvmm: serial output cut' "$d/serial.log")
+	if [ "$rc" -eq 0 ] && [ "$size" -le 101 ] && [ "$cuts" -eq 1 ] && \
+	   printf '%s\n' "$out" | grep -q 'serial output cut' && \
+	   python3 -c "import json,sys; sys.exit(0 if json.load(open('$d/stats.json'))['serial_dropped'] > 0 else 1)"; then
+		ok "serial_limit: 100 bytes of output, one cut line, summary and stats say so"
+	else
+		notok "serial_limit: 100 bytes of output, one cut line, summary and stats say so (exit $rc, $size bytes, $cuts cut lines)" \
+			"$out
+$(head -c 2000 "$d/serial.log")"
+	fi
+}
+
 hardening_tests() {
 	hardening_files
+	hardening_serial_limit
 }
