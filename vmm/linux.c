@@ -272,6 +272,10 @@ int linux_load_bzimage(const void *img, size_t len, struct guest_mem *mem,
 	uint64_t syssize = (uint64_t)rd32(b + HDR_SYSSIZE) * 16;
 	if (syssize == 0)
 		return fail_labelled(err, errlen, label, "syssize is 0: no protected-mode kernel");
+	if (syssize <= 0x200)
+		return fail_labelled(err, errlen, label,
+			     "syssize says 0x%llx bytes of kernel: too few to hold the 64-bit entry "
+			     "at +0x200", (unsigned long long)syssize);
 	if (syssize > len - setup_size)
 		return fail_labelled(err, errlen, label,
 			     "truncated: syssize says 0x%llx bytes of kernel after the 0x%llx bytes "
@@ -369,16 +373,16 @@ int linux_load_vmlinux(const void *img, size_t len, struct guest_mem *mem,
 	/* A vmlinux has no setup header: present the one a boot loader would have copied. */
 	uint8_t hdr[HDR_END_MAX - BP_HDR];
 	memset(hdr, 0, sizeof(hdr));
-	wr16(hdr + HDR_BOOT_FLAG - BP_HDR, HDR_BOOT_FLAG_MAGIC);
-	wr32(hdr + HDR_HEADER - BP_HDR, HDR_MAGIC);
-	wr16(hdr + HDR_VERSION - BP_HDR, LINUX_VMLINUX_VERSION);
+	wr16(hdr + (HDR_BOOT_FLAG - BP_HDR), HDR_BOOT_FLAG_MAGIC);
+	wr32(hdr + (HDR_HEADER - BP_HDR), HDR_MAGIC);
+	wr16(hdr + (HDR_VERSION - BP_HDR), LINUX_VMLINUX_VERSION);
 	hdr[HDR_LOADFLAGS - BP_HDR] = LOADFLAGS_LOADED_HIGH;
-	wr32(hdr + HDR_INITRD_ADDR_MAX - BP_HDR, 0x7fffffff);
-	wr32(hdr + HDR_KERNEL_ALIGNMENT - BP_HDR, 0x200000);
-	wr16(hdr + HDR_XLOADFLAGS - BP_HDR, XLF_KERNEL_64);
-	wr32(hdr + HDR_CMDLINE_SIZE - BP_HDR, LINUX_VMLINUX_CMDLINE_MAX);
-	wr64(hdr + HDR_PREF_ADDRESS - BP_HDR, li.lo);
-	wr32(hdr + HDR_INIT_SIZE - BP_HDR, (uint32_t)(li.hi - li.lo));
+	wr32(hdr + (HDR_INITRD_ADDR_MAX - BP_HDR), 0x7fffffff);
+	wr32(hdr + (HDR_KERNEL_ALIGNMENT - BP_HDR), 0x200000);
+	wr16(hdr + (HDR_XLOADFLAGS - BP_HDR), XLF_KERNEL_64);
+	wr32(hdr + (HDR_CMDLINE_SIZE - BP_HDR), LINUX_VMLINUX_CMDLINE_MAX);
+	wr64(hdr + (HDR_PREF_ADDRESS - BP_HDR), li.lo);
+	wr32(hdr + (HDR_INIT_SIZE - BP_HDR), (uint32_t)(li.hi - li.lo));
 	if (write_boot_params(mem, p, hdr, sizeof(hdr), &lb, label, err, errlen))
 		return -1;
 	*out = lb;

@@ -201,6 +201,13 @@ static void short_header(uint8_t *b, size_t *len) { b[HDR_JUMP + 1] = 0x20; }
 static void header_past_end(uint8_t *b, size_t *len) { *len = 0x240; }
 static void bad_align(uint8_t *b, size_t *len) { w32(b + HDR_KERNEL_ALIGNMENT, 0x300000); }
 static void tiny_cmdline(uint8_t *b, size_t *len) { w32(b + HDR_CMDLINE_SIZE, 4); }
+/* Found by tests/fuzz/fuzz_linux.c: 0x200 bytes or less of kernel cannot hold the 64-bit
+ * entry at +0x200, which would be entered in unloaded memory. */
+static void tiny_syssize(uint8_t *b, size_t *len)
+{
+	w32(b + HDR_SYSSIZE, 0x200 / 16);
+	w32(b + HDR_INIT_SIZE, 0x200);
+}
 
 static void test_bad_bzimage_fields(void **state)
 {
@@ -217,6 +224,7 @@ static void test_bad_bzimage_fields(void **state)
 	expect_bad(header_past_end, "", "truncated");
 	expect_bad(bad_align, "", "kernel_alignment");
 	expect_bad(tiny_cmdline, "console=ttyS0", "cmdline");
+	expect_bad(tiny_syssize, "", "64-bit entry");
 }
 
 /* Issue 14 defect 1: a file of exactly 518 bytes (0x206) with 'HdrS' and a setup header
