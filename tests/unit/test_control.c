@@ -368,7 +368,7 @@ static void test_slow_reader_beside_fast(void **state)
 	sr.stop = true; /* before any assertion: a failing test must not leave it running */
 	pthread_join(t, NULL);
 	close(slow);
-	if (!all_ok || worst > 0.5)
+	if (!all_ok || worst > 2.0) /* typically a few ms; the old code never answered */
 		fail_msg("the fast client's stats %s (slowest %.2f s) behind a slow reader",
 			 all_ok ? "were slow" : "went unanswered", worst);
 	assert_true(sr.got > 0); /* the slow client was being served too */
@@ -404,8 +404,8 @@ static void test_idle_and_reply_timeouts(void **state)
 {
 	struct cx *x = *state;
 	control_stop(x->c);
-	struct control_deps d = { .pc = x->e.pc, .image_limit = 4 * MIB, .idle_ms = 400,
-				  .reply_ms = 400 };
+	struct control_deps d = { .pc = x->e.pc, .image_limit = 4 * MIB, .idle_ms = 600,
+				  .reply_ms = 600 };
 	char err[256];
 	if (control_start(&x->c, x->path, &d, err, sizeof(err)))
 		fail_msg("control_start: %s", err);
@@ -415,7 +415,7 @@ static void test_idle_and_reply_timeouts(void **state)
 	setsockopt(stuck, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
 	const char *req = "{\"cmd\":\"host-read\",\"offset\":0,\"length\":262144}\n";
 	sendall(stuck, req, strlen(req)); /* and never read */
-	for (int i = 0; i < 8; i++) {    /* a client that keeps talking stays */
+	for (int i = 0; i < 12; i++) {   /* a client that keeps talking stays (>= 1.2 s) */
 		expect(busy, "{\"cmd\":\"stats\"}", true, NULL);
 		usleep(100 * 1000);
 	}
