@@ -55,6 +55,7 @@ static const struct key_desc config_keys[] = {
 	{ "vm", "stats_json", KEY_PATH, FIELD(stats_json) },
 	{ "vm", "control", KEY_PATH, FIELD(control) },
 	{ "vm", "timeout", KEY_UINT, FIELD(timeout_s) },
+	{ "vm", "seccomp", KEY_BOOL, FIELD(seccomp) },
 	{ "pmem", "path", KEY_PATH, FIELD(pmem.path) },
 	{ "pmem", "size", KEY_SIZE, FIELD(pmem.size) },
 	{ "pmem", "granule", KEY_SIZE, FIELD(pmem.granule) },
@@ -98,6 +99,7 @@ void config_defaults(struct vm_config *c)
 	c->cpus = 1;
 	strcpy(c->serial, "stdio");
 	c->serial_limit = CONFIG_SERIAL_LIMIT_DEFAULT;
+	c->seccomp = true;
 	c->blk.direct = true;
 }
 

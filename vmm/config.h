@@ -50,6 +50,7 @@ struct vm_config {
 	char stats_json[CONFIG_PATH_MAX]; /* "" = none */
 	char control[CONFIG_PATH_MAX];    /* control socket path, "" = none */
 	unsigned timeout_s;    /* 0 = none: kill the guest after this many seconds */
+	bool seccomp;          /* the seccomp filter while the VM runs (vmm/seccomp.h); default on */
 	struct pmem_config pmem;
 	struct blk_config blk;
 	/* directory the config file was in: relative paths in the file resolve against it */
@@ -59,7 +60,7 @@ struct vm_config {
 /* The value of hex digit ch (0-9, a-f, A-F), or -1. Also used by the control socket. */
 int config_hex_digit(char ch);
 
-/* Defaults: mem 256M, cpus 1, serial stdio, serial_limit 64M, blk.direct on. */
+/* Defaults: mem 256M, cpus 1, serial stdio, serial_limit 64M, seccomp on, blk.direct on. */
 void config_defaults(struct vm_config *c);
 
 /* Set one key in a section ("vm", "pmem", "blk"). `where` names the origin for messages

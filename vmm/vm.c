@@ -20,6 +20,7 @@
 #include "vmm/cpuid.h"
 #include "vmm/file.h"
 #include "vmm/kvm_compat.h"
+#include "vmm/seccomp.h"
 #include "vmm/vcpu.h"
 
 double ts_diff(const struct timespec *a, const struct timespec *b)
@@ -246,7 +247,14 @@ void vm_request_stop(struct vm *vm, int status, const char *fmt, ...)
 int vm_run(struct vm *vm)
 {
 	vcpu_signals_init();
-	for (int i = 0; i < vm->ncpus; i++) {
+	/* Everything is set up: from here every thread (those running already, through TSYNC, and
+	 * the vCPUs and device threads started later) is held to the allow-list (seccomp.h). */
+	if (vm->cfg->seccomp) {
+		char err[256];
+		if (seccomp_install(err, sizeof(err)))
+			vm_request_stop(vm, 126, "%s", err);
+	}
+	for (int i = 0; i < vm->ncpus && !__atomic_load_n(&vm->stopping, __ATOMIC_ACQUIRE); i++) {
 		struct vcpu *v = &vm->vcpus[i];
 		if (pthread_create(&v->thread, NULL, vcpu_thread, v) != 0) {
 			vm_request_stop(vm, 125, "cannot start vcpu %d thread", i);

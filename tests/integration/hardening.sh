@@ -76,7 +76,26 @@ $(head -c 2000 "$d/serial.log")"
 	fi
 }
 
+# The seccomp filter: on by default (so every other integration test runs with it), off with
+# --no-seccomp. That a disallowed call stops the process is tests/unit/test_seccomp.c.
+hardening_seccomp() {
+	if "$CVMM" --help | grep -q -- '--no-seccomp'; then ok "seccomp: --no-seccomp in --help"
+	else notok "seccomp: --no-seccomp in --help"; fi
+	printf '[vm]\nseccomp = maybe\n' > "$T/seccomp-bad.conf"
+	expect_error "seccomp: a bad [vm] seccomp value names the key" "seccomp-bad.conf:2.*seccomp" -- \
+		run --kernel "$GUEST" --config "$T/seccomp-bad.conf"
+	if ! have_kvm; then
+		skip "seccomp: guests run under the filter" "no usable /dev/kvm on this machine: did NOT run"
+		return
+	fi
+	run_guest "seccomp: hello and smp run under the filter (default)" 0 \
+		'^[1-9][0-9]* passed, 0 failed' -- --kernel "$GUEST" --cmdline "scenario=smp" --cpus 2
+	run_guest "seccomp: --no-seccomp runs too" 0 '^[1-9][0-9]* passed, 0 failed' -- \
+		--kernel "$GUEST" --cmdline "scenario=hello" --no-seccomp
+}
+
 hardening_tests() {
 	hardening_files
 	hardening_serial_limit
+	hardening_seccomp
 }

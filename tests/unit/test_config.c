@@ -120,6 +120,9 @@ static void test_serial_limit_key(void **state)
 	assert_int_equal(c.serial_limit, 0);
 	config_defaults(&c);
 	assert_int_equal(c.serial_limit, 64 * MIB); /* bounded unless asked otherwise */
+	assert_true(c.seccomp);                     /* the filter is on unless turned off */
+	assert_int_equal(parse(&c, "[vm]\nseccomp = off\n", err, sizeof(err)), 0);
+	assert_false(c.seccomp);
 }
 
 static void test_every_key(void **state)
