@@ -487,8 +487,10 @@ static bool client_process(struct control *c, struct client *cl)
 			continue; /* blank lines are ignored (interactive use) */
 		ok = client_reply(c, cl, control_handle(c, p, len));
 	}
-	memmove(cl->in, cl->in + pos, cl->in_len - pos);
-	cl->in_len -= pos;
+	if (pos) {
+		memmove(cl->in, cl->in + pos, cl->in_len - pos);
+		cl->in_len -= pos;
+	}
 	return ok;
 }
 

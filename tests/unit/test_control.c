@@ -398,6 +398,46 @@ static void test_idle_connections_do_not_lock_out(void **state)
 		close(fds[i]);
 }
 
+/* Pipelined requests, then the client shuts down its sending side: every complete request is
+ * answered, in order, then the connection closes; an unfinished last line is dropped. */
+static void test_pipelined_then_shutdown(void **state)
+{
+	struct cx *x = *state;
+	int fd = conn(x);
+	const char *reqs = "{\"cmd\":\"stats\"}\n{\"cmd\":\"nope\"}\n"
+			   "{\"cmd\":\"host-read\",\"offset\":0,\"length\":262144}\n"
+			   "{\"cmd\":\"stats\"}\n{\"cmd\":\"sta";
+	sendall(fd, reqs, strlen(reqs));
+	shutdown(fd, SHUT_WR);
+	const char *want[] = { "{\"ok\":true,\"exits\"", "{\"ok\":false,\"error\":\"unknown cmd",
+			       "{\"ok\":true,\"offset\":0", "{\"ok\":true,\"exits\"" };
+	/* read everything up to EOF, then split */
+	size_t cap = 1 << 21, len = 0;
+	char *b = malloc(cap);
+	for (;;) {
+		struct pollfd pf = { fd, POLLIN, 0 };
+		assert_int_equal(poll(&pf, 1, 5000), 1);
+		ssize_t n = recv(fd, b + len, cap - len - 1, 0);
+		assert_true(n >= 0);
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	b[len] = 0;
+	char *p = b;
+	for (int i = 0; i < 4; i++) {
+		char *nl = strchr(p, '\n');
+		assert_non_null(nl);
+		*nl = 0;
+		if (strncmp(p, want[i], strlen(want[i])))
+			fail_msg("reply %d: %.100s (wanted %s...)", i, p, want[i]);
+		p = nl + 1;
+	}
+	assert_int_equal(*p, 0); /* nothing for the unfinished line */
+	free(b);
+	close(fd);
+}
+
 /* A silent connection is closed after idle_ms; a reply not sent within reply_ms drops its
  * client; the others never notice. */
 static void test_idle_and_reply_timeouts(void **state)
@@ -566,6 +606,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_slow_reader_beside_fast, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_idle_connections_do_not_lock_out, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_idle_and_reply_timeouts, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pipelined_then_shutdown, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_invalidate_waits_for_pin, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_truncate, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_socket_path, setup, teardown),
