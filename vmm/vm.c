@@ -349,14 +349,15 @@ void vm_print_summary(struct vm *vm)
 
 	if (vm->stats_fd >= 0) {
 		FILE *f = fdopen(vm->stats_fd, "w");
-		if (!f)
-			close(vm->stats_fd);
-		vm->stats_fd = -1; /* fclose below closes it */
 		if (!f) {
+			int e = errno;
+			close(vm->stats_fd);
+			vm->stats_fd = -1;
 			fprintf(stderr, "cvmm: stats_json '%s': %s\n", vm->cfg->stats_json,
-				strerror(errno));
+				strerror(e));
 			return;
 		}
+		vm->stats_fd = -1; /* fclose below closes it */
 		fprintf(f, "{\"status\": %d, \"run_s\": %.6f, \"first_output_s\": %.6f, "
 			   "\"serial_bytes\": %llu, \"serial_dropped\": %llu, \"exits\": {",
 			vm->exit_status, run,
