@@ -8,7 +8,9 @@
  * A call outside the list raises SIGSYS; the handler writes one line naming the call's number
  * and ends the process with status 125 (like any abnormal stop). open/openat are answered
  * EACCES instead: nothing opens a file once the VM runs, and glibc's lazy reads (e.g. of
- * /sys/devices/system/cpu/online for malloc arenas) fail softly. `--no-seccomp` or
+ * /sys/devices/system/cpu/online for malloc arenas) fail softly. clone is allowed for threads
+ * only (CLONE_THREAD: no new processes); clone3, whose flags BPF cannot read, gets ENOSYS and
+ * glibc falls back to clone. `--no-seccomp` or
  * `seccomp = off` in [vm] turns the filter off. x86-64 only (cvmm is). */
 #ifndef CVMM_SECCOMP_H
 #define CVMM_SECCOMP_H
