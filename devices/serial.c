@@ -6,6 +6,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "vmm/file.h"
+
 #define LCR_DLAB 0x80
 #define LSR_THRE 0x20
 #define LSR_TEMT 0x40
@@ -24,11 +26,10 @@ int serial_init(struct serial *s, const char *dest, char *err, size_t errlen)
 		s->out_fd = STDOUT_FILENO;
 		return 0;
 	}
-	s->out_fd = open(dest, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (s->out_fd < 0) {
-		snprintf(err, errlen, "serial '%s': %s", dest, strerror(errno));
+	/* 0600, and never through a symbolic link (vmm/file.h): cvmm often runs as root. */
+	s->out_fd = file_create(dest, "serial", err, errlen);
+	if (s->out_fd < 0)
 		return -1;
-	}
 	s->own_fd = s->out_fd;
 	return 0;
 }
@@ -50,8 +51,35 @@ static void flush_locked(struct serial *s)
 {
 	if (!s->len)
 		return;
-	write_all(s->out_fd, s->line, s->len);
+	size_t n = s->len;
+	if (s->limit) {
+		uint64_t room = s->written < s->limit ? s->limit - s->written : 0;
+		if (n > room)
+			n = (size_t)room;
+	}
+	write_all(s->out_fd, s->line, n);
+	s->written += n;
+	if (n < s->len) {
+		s->dropped += s->len - n;
+		if (!s->cut) {
+			char msg[200];
+			int m = snprintf(msg, sizeof(msg),
+					 "%s[cvmm: serial output cut here: serial_limit of %llu bytes "
+					 "reached; the rest of the guest's output is dropped]\n",
+					 n && s->line[n - 1] == '\n' ? "" : "\n",
+					 (unsigned long long)s->limit);
+			write_all(s->out_fd, msg, (size_t)m);
+			s->cut = true;
+		}
+	}
 	s->len = 0;
+}
+
+void serial_set_limit(struct serial *s, uint64_t limit)
+{
+	pthread_mutex_lock(&s->lock);
+	s->limit = limit;
+	pthread_mutex_unlock(&s->lock);
 }
 
 void serial_flush(struct serial *s)
@@ -63,8 +91,12 @@ void serial_flush(struct serial *s)
 
 static void put_char(struct serial *s, uint8_t c)
 {
-	s->line[s->len++] = (char)c;
 	s->bytes++;
+	if (s->cut) { /* past the budget: counted, not buffered */
+		s->dropped++;
+		return;
+	}
+	s->line[s->len++] = (char)c;
 	if (c == '\n' || s->len == sizeof(s->line))
 		flush_locked(s);
 }

@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 . tests/integration/boot.sh
 . tests/integration/pmem.sh
 . tests/integration/coherency.sh
+. tests/integration/hardening.sh
 
 echo "# unit tests (AddressSanitizer + UndefinedBehaviorSanitizer)"
 unit_run build/tests/test_*
@@ -50,6 +51,8 @@ fsx_tests
 echo "# integration: crash test, cvmm killed with SIGKILL at random moments (issue 12)"
 . tests/integration/crash.sh
 crash_tests
+echo "# integration: hardening (created files, serial budget, control clients, seccomp)"
+hardening_tests
 echo "# interop: the same guest under QEMU"
 qemu_tests
 if [ -x tests/fuzz/run.sh ]; then

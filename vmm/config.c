@@ -50,10 +50,12 @@ static const struct key_desc config_keys[] = {
 	{ "vm", "mem", KEY_SIZE, FIELD(mem_size) },
 	{ "vm", "cpus", KEY_INT, FIELD(cpus) },
 	{ "vm", "serial", KEY_SERIAL, FIELD(serial) },
+	{ "vm", "serial_limit", KEY_SIZE, FIELD(serial_limit) },
 	{ "vm", "cpuid_mask", KEY_STR, FIELD(cpuid_mask) },
 	{ "vm", "stats_json", KEY_PATH, FIELD(stats_json) },
 	{ "vm", "control", KEY_PATH, FIELD(control) },
 	{ "vm", "timeout", KEY_UINT, FIELD(timeout_s) },
+	{ "vm", "seccomp", KEY_BOOL, FIELD(seccomp) },
 	{ "pmem", "path", KEY_PATH, FIELD(pmem.path) },
 	{ "pmem", "size", KEY_SIZE, FIELD(pmem.size) },
 	{ "pmem", "granule", KEY_SIZE, FIELD(pmem.granule) },
@@ -96,6 +98,8 @@ void config_defaults(struct vm_config *c)
 	c->mem_size = 256 * MIB;
 	c->cpus = 1;
 	strcpy(c->serial, "stdio");
+	c->serial_limit = CONFIG_SERIAL_LIMIT_DEFAULT;
+	c->seccomp = true;
 	c->blk.direct = true;
 }
 

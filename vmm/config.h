@@ -35,6 +35,8 @@ struct blk_config {
 	unsigned workers;      /* requests run at once; 0 = the device's default (16) */
 };
 
+#define CONFIG_SERIAL_LIMIT_DEFAULT (64ULL << 20)
+
 struct vm_config {
 	/* [vm] */
 	char kernel[CONFIG_PATH_MAX];
@@ -43,10 +45,12 @@ struct vm_config {
 	uint64_t mem_size;     /* bytes, default 256 MiB */
 	int cpus;              /* default 1 */
 	char serial[CONFIG_PATH_MAX]; /* "stdio" (default) or a file path */
+	uint64_t serial_limit; /* bytes of guest console output kept (default 64 MiB); 0 = all */
 	char cpuid_mask[256];  /* comma-separated feature names to hide, e.g. "cx16,xsave" */
 	char stats_json[CONFIG_PATH_MAX]; /* "" = none */
 	char control[CONFIG_PATH_MAX];    /* control socket path, "" = none */
 	unsigned timeout_s;    /* 0 = none: kill the guest after this many seconds */
+	bool seccomp;          /* the seccomp filter while the VM runs (vmm/seccomp.h); default on */
 	struct pmem_config pmem;
 	struct blk_config blk;
 	/* directory the config file was in: relative paths in the file resolve against it */
@@ -56,7 +60,7 @@ struct vm_config {
 /* The value of hex digit ch (0-9, a-f, A-F), or -1. Also used by the control socket. */
 int config_hex_digit(char ch);
 
-/* Defaults: mem 256M, cpus 1, serial stdio, blk.direct on. */
+/* Defaults: mem 256M, cpus 1, serial stdio, serial_limit 64M, seccomp on, blk.direct on. */
 void config_defaults(struct vm_config *c);
 
 /* Set one key in a section ("vm", "pmem", "blk"). `where` names the origin for messages

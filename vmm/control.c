@@ -23,11 +23,19 @@
 #include "vmm/config.h"
 #include "vmm/control_json.h"
 
+/* One connection. Input is read only while no reply is waiting to go out (backpressure: a
+ * client that pipelines requests and reads slowly keeps them in its own socket buffer, not in
+ * cvmm's memory); output is sent without blocking as the socket drains. */
 struct client {
 	int fd;                 /* -1: free slot */
-	char *buf;
-	size_t len, cap;
+	char *in;               /* bytes received and not yet consumed (at most one line + a recv) */
+	size_t in_len, in_cap;
 	bool discarding;        /* skipping the rest of an over-long line */
+	bool eof;               /* the client shut down its side: answer what is complete, close */
+	char *out;              /* the reply being sent (with its newline) */
+	size_t out_len, out_off;
+	uint64_t out_deadline;  /* ms (CLOCK_MONOTONIC) by which out must be sent, else close */
+	uint64_t last_active;   /* ms of the last byte received or sent */
 };
 
 struct control {
@@ -37,8 +45,9 @@ struct control {
 	pthread_t thread;
 	bool running;
 	struct client cl[CONTROL_CLIENTS];
+	unsigned idle_ms, reply_ms; /* deps' values or the defaults */
 	uint64_t errseq;        /* the control socket's own FLUSH cursor */
-	uint64_t requests, errors, connections, refused;
+	uint64_t requests, errors, connections, refused, evicted, timed_out;
 };
 
 /* ---- replies ------------------------------------------------------------------------------ */
@@ -141,11 +150,13 @@ static int cmd_stats(struct control *c, FILE *f, const struct cj_object *o)
 	else
 		fputs("null", f);
 	fprintf(f, ",\"control\":{\"requests\":%llu,\"errors\":%llu,\"connections\":%llu,"
-		   "\"refused\":%llu}}",
+		   "\"refused\":%llu,\"evicted\":%llu,\"timed_out\":%llu}}",
 		(unsigned long long)__atomic_load_n(&c->requests, __ATOMIC_RELAXED),
 		(unsigned long long)__atomic_load_n(&c->errors, __ATOMIC_RELAXED),
 		(unsigned long long)__atomic_load_n(&c->connections, __ATOMIC_RELAXED),
-		(unsigned long long)__atomic_load_n(&c->refused, __ATOMIC_RELAXED));
+		(unsigned long long)__atomic_load_n(&c->refused, __ATOMIC_RELAXED),
+		(unsigned long long)__atomic_load_n(&c->evicted, __ATOMIC_RELAXED),
+		(unsigned long long)__atomic_load_n(&c->timed_out, __ATOMIC_RELAXED));
 	return 0;
 }
 
@@ -352,6 +363,8 @@ struct control *control_new(const struct control_deps *deps)
 	if (!c)
 		return NULL;
 	c->d = *deps;
+	c->idle_ms = deps->idle_ms ? deps->idle_ms : CONTROL_IDLE_MS;
+	c->reply_ms = deps->reply_ms ? deps->reply_ms : CONTROL_REPLY_MS;
 	c->lfd = c->wake_fd = -1;
 	for (int i = 0; i < CONTROL_CLIENTS; i++)
 		c->cl[i].fd = -1;
@@ -367,137 +380,220 @@ void control_free(struct control *c)
 
 /* ---- the thread --------------------------------------------------------------------------- */
 
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 static void client_close(struct client *cl)
 {
 	if (cl->fd >= 0)
 		close(cl->fd);
-	free(cl->buf);
+	free(cl->in);
+	free(cl->out);
 	memset(cl, 0, sizeof(*cl));
 	cl->fd = -1;
 }
 
-/* Send all of buf (+ a newline); false if the client is gone or stuck (SO_SNDTIMEO). */
-static bool send_line(int fd, const char *buf, size_t len)
+/* Send what the socket takes now. false: the client is gone. */
+static bool client_send(struct client *cl)
 {
-	struct iovec v[2] = { { (void *)buf, len }, { "\n", 1 } };
-	struct msghdr mh = { .msg_iov = v, .msg_iovlen = 2 };
-	size_t left = len + 1;
-	while (left) {
-		ssize_t n = sendmsg(fd, &mh, MSG_NOSIGNAL);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
+	while (cl->out && cl->out_off < cl->out_len) {
+		ssize_t n = send(cl->fd, cl->out + cl->out_off, cl->out_len - cl->out_off,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return true;
+		if (n <= 0)
 			return false;
-		}
-		left -= (size_t)n;
-		while (n > 0 && mh.msg_iovlen) {
-			if ((size_t)n >= mh.msg_iov[0].iov_len) {
-				n -= (ssize_t)mh.msg_iov[0].iov_len;
-				mh.msg_iov++;
-				mh.msg_iovlen--;
-			} else {
-				mh.msg_iov[0].iov_base = (char *)mh.msg_iov[0].iov_base + n;
-				mh.msg_iov[0].iov_len -= (size_t)n;
-				n = 0;
-			}
-		}
+		cl->out_off += (size_t)n;
+		cl->last_active = now_ms();
 	}
+	free(cl->out);
+	cl->out = NULL;
+	cl->out_len = cl->out_off = 0;
 	return true;
 }
 
-static bool answer(struct control *c, struct client *cl, const char *line, size_t len)
+/* Queue one reply line (reply: malloc'd, taken over) and start sending it. */
+static bool client_reply(struct control *c, struct client *cl, char *reply)
 {
-	while (len && (line[len - 1] == '\r' || line[len - 1] == ' ' || line[len - 1] == '\t'))
-		len--;
-	if (!len)
-		return true; /* blank lines are ignored (interactive use) */
-	char *reply = control_handle(c, line, len);
-	bool ok = reply && send_line(cl->fd, reply, strlen(reply));
-	free(reply);
+	if (!reply)
+		return false;
+	size_t n = strlen(reply);
+	char *line = realloc(reply, n + 1);
+	if (!line) {
+		free(reply);
+		return false;
+	}
+	line[n] = '\n'; /* the NUL is not sent */
+	cl->out = line;
+	cl->out_len = n + 1;
+	cl->out_off = 0;
+	cl->out_deadline = now_ms() + c->reply_ms;
+	return client_send(cl);
+}
+
+static char *too_long_reply(struct control *c)
+{
+	char *msg = malloc(128);
+	if (msg)
+		snprintf(msg, 128, "{\"ok\":false,\"error\":\"line longer than %u bytes: skipped\"}",
+			 CONTROL_LINE_MAX);
+	__atomic_add_fetch(&c->requests, 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&c->errors, 1, __ATOMIC_RELAXED);
+	return msg;
+}
+
+/* Answer complete lines from cl->in, one at a time, while no reply is waiting to go out.
+ * false: close the client. */
+static bool client_process(struct control *c, struct client *cl)
+{
+	size_t pos = 0;
+	bool ok = true;
+	while (ok && !cl->out && pos < cl->in_len) {
+		char *p = cl->in + pos;
+		size_t avail = cl->in_len - pos;
+		char *nl = memchr(p, '\n', avail);
+		if (cl->discarding) {
+			if (!nl) {
+				pos = cl->in_len;
+				break;
+			}
+			cl->discarding = false;
+			pos += (size_t)(nl - p) + 1;
+			continue;
+		}
+		if (!nl) {
+			if (avail > CONTROL_LINE_MAX) { /* no newline in sight: answer, skip the rest */
+				cl->discarding = true;
+				pos = cl->in_len;
+				ok = client_reply(c, cl, too_long_reply(c));
+			}
+			break;
+		}
+		size_t len = (size_t)(nl - p);
+		pos += len + 1;
+		if (len > CONTROL_LINE_MAX) {
+			ok = client_reply(c, cl, too_long_reply(c));
+			continue;
+		}
+		while (len && (p[len - 1] == '\r' || p[len - 1] == ' ' || p[len - 1] == '\t'))
+			len--;
+		if (!len)
+			continue; /* blank lines are ignored (interactive use) */
+		ok = client_reply(c, cl, control_handle(c, p, len));
+	}
+	if (pos) {
+		memmove(cl->in, cl->in + pos, cl->in_len - pos);
+		cl->in_len -= pos;
+	}
 	return ok;
 }
 
-static bool too_long(struct control *c, struct client *cl)
+/* Readable: take what is there (only called while no reply is pending). false: close. */
+static bool client_recv(struct client *cl)
 {
-	char msg[128];
-	snprintf(msg, sizeof(msg), "{\"ok\":false,\"error\":\"line longer than %u bytes: skipped\"}",
-		 CONTROL_LINE_MAX);
-	__atomic_add_fetch(&c->requests, 1, __ATOMIC_RELAXED);
-	__atomic_add_fetch(&c->errors, 1, __ATOMIC_RELAXED);
-	return send_line(cl->fd, msg, strlen(msg));
+	if (cl->in_cap - cl->in_len < 65536) {
+		size_t cap = cl->in_cap ? cl->in_cap * 2 : 65536;
+		if (cap > CONTROL_LINE_MAX + 2 * 65536)
+			cap = CONTROL_LINE_MAX + 2 * 65536;
+		if (cap > cl->in_cap) {
+			char *b = realloc(cl->in, cap);
+			if (!b)
+				return false;
+			cl->in = b;
+			cl->in_cap = cap;
+		}
+	}
+	ssize_t n = recv(cl->fd, cl->in + cl->in_len, cl->in_cap - cl->in_len, MSG_DONTWAIT);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return true;
+	if (n < 0)
+		return false;
+	if (n == 0) { /* shut down: what it sent of an unfinished line is simply dropped */
+		cl->eof = true;
+		return true;
+	}
+	cl->in_len += (size_t)n;
+	cl->last_active = now_ms();
+	return true;
 }
 
-/* Data arrived (or EOF / error): split into lines and answer each. */
-static void client_input(struct control *c, struct client *cl)
+static void client_event(struct control *c, struct client *cl, short revents)
 {
-	char tmp[65536];
-	ssize_t n = recv(cl->fd, tmp, sizeof(tmp), MSG_DONTWAIT);
-	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-		return;
-	if (n <= 0) { /* gone, maybe mid-line: what it sent of that line is simply dropped */
+	bool ok = true;
+	if (cl->out && (revents & (POLLOUT | POLLERR | POLLHUP)))
+		ok = client_send(cl);
+	else if (!cl->out && (revents & (POLLIN | POLLERR | POLLHUP)))
+		ok = client_recv(cl);
+	if (ok && !cl->out)
+		ok = client_process(c, cl);
+	/* Gone: after its shutdown, once every complete line is answered and sent. */
+	if (!ok || (cl->eof && !cl->out))
 		client_close(cl);
-		return;
-	}
-	size_t i = 0;
-	while (i < (size_t)n) {
-		char *nl = memchr(tmp + i, '\n', (size_t)n - i);
-		size_t chunk = nl ? (size_t)(nl - (tmp + i)) : (size_t)n - i;
-		if (cl->discarding) {
-			if (nl)
-				cl->discarding = false;
-		} else if (cl->len + chunk > CONTROL_LINE_MAX) {
-			cl->len = 0;
-			if (!too_long(c, cl)) {
-				client_close(cl);
-				return;
-			}
-			cl->discarding = !nl;
-		} else {
-			if (cl->len + chunk > cl->cap) {
-				size_t cap = cl->cap ? cl->cap : 4096;
-				while (cap < cl->len + chunk)
-					cap *= 2;
-				if (cap > CONTROL_LINE_MAX)
-					cap = CONTROL_LINE_MAX;
-				char *b = realloc(cl->buf, cap);
-				if (!b) {
-					client_close(cl);
-					return;
-				}
-				cl->buf = b;
-				cl->cap = cap;
-			}
-			memcpy(cl->buf + cl->len, tmp + i, chunk);
-			cl->len += chunk;
-			if (nl) {
-				bool ok = answer(c, cl, cl->buf, cl->len);
-				cl->len = 0;
-				if (!ok) {
-					client_close(cl);
-					return;
-				}
-			}
+}
+
+/* Deadlines: a reply not sent in reply_ms, a connection silent for idle_ms. Returns the poll
+ * timeout until the next one (ms, -1: none). */
+static int client_timeouts(struct control *c)
+{
+	uint64_t now = now_ms(), next = UINT64_MAX;
+	for (int i = 0; i < CONTROL_CLIENTS; i++) {
+		struct client *cl = &c->cl[i];
+		if (cl->fd < 0)
+			continue;
+		uint64_t due = cl->out ? cl->out_deadline : cl->last_active + c->idle_ms;
+		if (due <= now) {
+			__atomic_add_fetch(&c->timed_out, 1, __ATOMIC_RELAXED);
+			client_close(cl);
+			continue;
 		}
-		i += chunk + (nl ? 1 : 0);
+		if (due < next)
+			next = due;
 	}
+	if (next == UINT64_MAX)
+		return -1;
+	return next - now > INT32_MAX ? INT32_MAX : (int)(next - now);
 }
 
 static void client_accept(struct control *c)
 {
-	int fd = accept4(c->lfd, NULL, NULL, SOCK_CLOEXEC);
+	int fd = accept4(c->lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 	if (fd < 0)
 		return;
-	struct timeval tv = { 2, 0 };
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	for (int i = 0; i < CONTROL_CLIENTS; i++) {
-		if (c->cl[i].fd < 0) {
-			c->cl[i].fd = fd;
-			__atomic_add_fetch(&c->connections, 1, __ATOMIC_RELAXED);
-			return;
-		}
+	uint64_t now = now_ms();
+	struct client *slot = NULL, *idlest = NULL;
+	for (int i = 0; i < CONTROL_CLIENTS && !slot; i++) {
+		struct client *cl = &c->cl[i];
+		if (cl->fd < 0)
+			slot = cl;
+		else if (!cl->out && !cl->in_len && (!idlest || cl->last_active < idlest->last_active))
+			idlest = cl;
 	}
-	static const char busy[] = "{\"ok\":false,\"error\":\"too many control connections\"}";
-	send_line(fd, busy, sizeof(busy) - 1);
+	/* Full: the connection silent for longest makes room, if it has been silent a while:
+	 * idle connections cannot lock everyone else out. */
+	if (!slot && idlest && now - idlest->last_active >= CONTROL_EVICT_MS) {
+		static const char bye[] = "{\"ok\":false,\"error\":\"idle control connection closed "
+					  "to make room for a new one\"}\n";
+		ssize_t w = send(idlest->fd, bye, sizeof(bye) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+		(void)w;
+		client_close(idlest);
+		__atomic_add_fetch(&c->evicted, 1, __ATOMIC_RELAXED);
+		slot = idlest;
+	}
+	if (slot) {
+		slot->fd = fd;
+		slot->last_active = now;
+		__atomic_add_fetch(&c->connections, 1, __ATOMIC_RELAXED);
+		return;
+	}
+	static const char busy[] = "{\"ok\":false,\"error\":\"too many control connections\"}\n";
+	ssize_t w = send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+	(void)w;
 	__atomic_add_fetch(&c->refused, 1, __ATOMIC_RELAXED);
 	close(fd);
 }
@@ -508,15 +604,18 @@ static void *control_thread(void *arg)
 	for (;;) {
 		struct pollfd pf[2 + CONTROL_CLIENTS];
 		int map[2 + CONTROL_CLIENTS];
+		int timeout = client_timeouts(c);
 		nfds_t n = 0;
 		pf[n++] = (struct pollfd){ .fd = c->wake_fd, .events = POLLIN };
 		pf[n++] = (struct pollfd){ .fd = c->lfd, .events = POLLIN };
 		for (int i = 0; i < CONTROL_CLIENTS; i++)
 			if (c->cl[i].fd >= 0) {
 				map[n] = i;
-				pf[n++] = (struct pollfd){ .fd = c->cl[i].fd, .events = POLLIN };
+				pf[n++] = (struct pollfd){ .fd = c->cl[i].fd,
+							   .events = c->cl[i].out ? POLLOUT : POLLIN };
 			}
-		if (poll(pf, n, -1) < 0) {
+		int r = poll(pf, n, timeout);
+		if (r < 0) {
 			if (errno == EINTR)
 				continue;
 			break;
@@ -525,7 +624,7 @@ static void *control_thread(void *arg)
 			break;
 		for (nfds_t k = 2; k < n; k++)
 			if (pf[k].revents)
-				client_input(c, &c->cl[map[k]]);
+				client_event(c, &c->cl[map[k]], pf[k].revents);
 		if (pf[1].revents & POLLIN)
 			client_accept(c);
 	}

@@ -19,11 +19,19 @@
  * Replies: {"ok":true,...} or {"ok":false,"error":"..."}. A request never stops the VM.
  *
  * Limits: a line is at most CONTROL_LINE_MAX bytes (a longer one is answered with an error
- * and skipped up to its newline); host-read/host-write move at most CONTROL_DATA_MAX bytes;
- * at most CONTROL_CLIENTS connections at once (one more is told so and closed). One thread
- * serves every connection (poll), so a slow or silent client holds up no one; a client that
- * disconnects mid-line just goes away; a reply that cannot be sent within 2 s drops its
- * client. */
+ * and skipped up to its newline); host-read/host-write move at most CONTROL_DATA_MAX bytes.
+ * One thread serves every connection (poll) with non-blocking sockets, so a slow or silent
+ * client holds up no one:
+ *   - requests on one connection are answered in order, one at a time: the next line is read
+ *     only once the previous reply has gone out (pipelined requests wait in the client's own
+ *     socket buffer); a reply not wholly sent within CONTROL_REPLY_MS drops its client;
+ *   - a connection silent (nothing received, nothing to send) for CONTROL_IDLE_MS is closed;
+ *   - at most CONTROL_CLIENTS connections at once; when all are taken, a new one replaces the
+ *     one silent for longest if that has been silent CONTROL_EVICT_MS or more (it is told
+ *     why), else the new one is told "too many control connections" and closed;
+ *   - a client that disconnects mid-line just goes away; after a shutdown of its sending side
+ *     its complete requests are still answered.
+ * Counters in stats: requests, errors, connections, refused, evicted, timed_out. */
 #ifndef CVMM_CONTROL_H
 #define CVMM_CONTROL_H
 
@@ -33,7 +41,10 @@
 
 #define CONTROL_LINE_MAX  (1u << 20)
 #define CONTROL_DATA_MAX  (256u * 1024)
-#define CONTROL_CLIENTS   8
+#define CONTROL_CLIENTS   64
+#define CONTROL_REPLY_MS  10000   /* a whole reply must go out within this */
+#define CONTROL_IDLE_MS   60000   /* a silent connection is closed after this */
+#define CONTROL_EVICT_MS  1000    /* when full, one silent this long makes room */
 
 struct pcache;
 struct blk_dev;
@@ -47,6 +58,8 @@ struct control_deps {
 	/* writes the VM's exits as a JSON object ({"io": 3, ...}); may be NULL */
 	void (*exits_json)(void *ctx, FILE *f);
 	void *ctx;
+	/* 0: CONTROL_IDLE_MS / CONTROL_REPLY_MS (tests use shorter ones) */
+	unsigned idle_ms, reply_ms;
 };
 
 /* Create the socket at path (a stale socket left by a dead cvmm is replaced; a live one, or

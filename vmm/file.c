@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,4 +75,52 @@ out:
 	free(buf);
 	close(fd);
 	return rc;
+}
+
+/* After an O_NOFOLLOW open failed with ELOOP (or an O_EXCL one with EEXIST): is it a link? */
+static bool is_symlink(const char *path)
+{
+	struct stat st;
+	return lstat(path, &st) == 0 && S_ISLNK(st.st_mode);
+}
+
+int file_create(const char *path, const char *what, char *err, size_t errlen)
+{
+	char label[4200];
+	snprintf(label, sizeof(label), "%s '%s'", what, path);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		int e = errno;
+		if (e == ELOOP && is_symlink(path))
+			return fail_labelled(err, errlen, label,
+				     "is a symbolic link: cvmm does not follow one where it creates a "
+				     "file (name the file itself)");
+		return fail_labelled(err, errlen, label, "%s", strerror(e));
+	}
+	return fd;
+}
+
+int file_precreate(const char *path, const char *what, char *err, size_t errlen)
+{
+	char label[4200];
+	snprintf(label, sizeof(label), "%s '%s'", what, path);
+	int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd >= 0) {
+		close(fd);
+		return 0;
+	}
+	int e = errno;
+	if (e != EEXIST)
+		return fail_labelled(err, errlen, label, "%s", strerror(e));
+	/* Something is there. O_EXCL does not follow links: a dangling one gives EEXIST too. */
+	struct stat st;
+	if (stat(path, &st) < 0) {
+		e = errno;
+		if (is_symlink(path))
+			return fail_labelled(err, errlen, label,
+				     "is a symbolic link to a missing file: cvmm does not create a "
+				     "file through one (create the image, or name it directly)");
+		return fail_labelled(err, errlen, label, "%s", strerror(e));
+	}
+	return 0;
 }

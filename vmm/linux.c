@@ -233,6 +233,13 @@ int linux_load_bzimage(const void *img, size_t len, struct guest_mem *mem,
 		return fail_labelled(err, errlen, label,
 			     "truncated: setup header ends at 0x%zx, file has 0x%zx bytes", hdr_end,
 			     len);
+	/* Every field read below lies before HDR_INIT_SIZE + 4: the header must cover them all
+	 * before any is read (the version too: a 0x206-byte file with a length byte of 0 ends
+	 * right before it). */
+	if (hdr_end < HDR_VERSION + 2)
+		return fail_labelled(err, errlen, label,
+			     "setup header length 0x%zx is too short to hold the protocol version",
+			     hdr_end - BP_HDR);
 	lb.version = rd16(b + HDR_VERSION);
 	if (lb.version < LINUX_MIN_VERSION)
 		return fail_labelled(err, errlen, label,
@@ -265,6 +272,10 @@ int linux_load_bzimage(const void *img, size_t len, struct guest_mem *mem,
 	uint64_t syssize = (uint64_t)rd32(b + HDR_SYSSIZE) * 16;
 	if (syssize == 0)
 		return fail_labelled(err, errlen, label, "syssize is 0: no protected-mode kernel");
+	if (syssize <= 0x200)
+		return fail_labelled(err, errlen, label,
+			     "syssize says 0x%llx bytes of kernel: too few to hold the 64-bit entry "
+			     "at +0x200", (unsigned long long)syssize);
 	if (syssize > len - setup_size)
 		return fail_labelled(err, errlen, label,
 			     "truncated: syssize says 0x%llx bytes of kernel after the 0x%llx bytes "
@@ -280,15 +291,23 @@ int linux_load_bzimage(const void *img, size_t len, struct guest_mem *mem,
 			return fail_labelled(err, errlen, label,
 				     "kernel_alignment 0x%x is not a power of two up to 1 GiB",
 				     align);
-		load = rd64(b + HDR_PREF_ADDRESS);
-		if (load < GPA_RESERVED_END)
-			load = GPA_RESERVED_END;
-		load = (load + align - 1) & ~((uint64_t)align - 1);
+		uint64_t pref = rd64(b + HDR_PREF_ADDRESS);
+		if (pref < GPA_RESERVED_END)
+			pref = GPA_RESERVED_END;
+		/* Round up with an overflow check: pref_address near 2^64 would wrap to 0 and put
+		 * the kernel over the page tables, GDT, zero page and ACPI tables. */
+		if (__builtin_add_overflow(pref, (uint64_t)align - 1, &load))
+			return fail_labelled(err, errlen, label,
+				     "pref_address 0x%llx rounded up to kernel_alignment 0x%x is "
+				     "beyond 2^64 (the image is corrupt)",
+				     (unsigned long long)pref, align);
+		load &= ~((uint64_t)align - 1);
 	} else {
 		load = GPA_RESERVED_END; /* code32_start's traditional 1 MiB */
 	}
 	uint64_t need = init_size > syssize ? init_size : syssize;
-	if (load > p->ram_low || need > p->ram_low - load)
+	/* Bounds after aligning: at or above 1 MiB, and the whole of it in low RAM. */
+	if (load < GPA_RESERVED_END || load > p->ram_low || need > p->ram_low - load)
 		return fail_labelled(err, errlen, label,
 			     "the kernel needs RAM from 0x%llx to 0x%llx (init_size 0x%x) but RAM "
 			     "below the PCI hole ends at 0x%llx: give the VM more memory",
@@ -354,16 +373,16 @@ int linux_load_vmlinux(const void *img, size_t len, struct guest_mem *mem,
 	/* A vmlinux has no setup header: present the one a boot loader would have copied. */
 	uint8_t hdr[HDR_END_MAX - BP_HDR];
 	memset(hdr, 0, sizeof(hdr));
-	wr16(hdr + HDR_BOOT_FLAG - BP_HDR, HDR_BOOT_FLAG_MAGIC);
-	wr32(hdr + HDR_HEADER - BP_HDR, HDR_MAGIC);
-	wr16(hdr + HDR_VERSION - BP_HDR, LINUX_VMLINUX_VERSION);
+	wr16(hdr + (HDR_BOOT_FLAG - BP_HDR), HDR_BOOT_FLAG_MAGIC);
+	wr32(hdr + (HDR_HEADER - BP_HDR), HDR_MAGIC);
+	wr16(hdr + (HDR_VERSION - BP_HDR), LINUX_VMLINUX_VERSION);
 	hdr[HDR_LOADFLAGS - BP_HDR] = LOADFLAGS_LOADED_HIGH;
-	wr32(hdr + HDR_INITRD_ADDR_MAX - BP_HDR, 0x7fffffff);
-	wr32(hdr + HDR_KERNEL_ALIGNMENT - BP_HDR, 0x200000);
-	wr16(hdr + HDR_XLOADFLAGS - BP_HDR, XLF_KERNEL_64);
-	wr32(hdr + HDR_CMDLINE_SIZE - BP_HDR, LINUX_VMLINUX_CMDLINE_MAX);
-	wr64(hdr + HDR_PREF_ADDRESS - BP_HDR, li.lo);
-	wr32(hdr + HDR_INIT_SIZE - BP_HDR, (uint32_t)(li.hi - li.lo));
+	wr32(hdr + (HDR_INITRD_ADDR_MAX - BP_HDR), 0x7fffffff);
+	wr32(hdr + (HDR_KERNEL_ALIGNMENT - BP_HDR), 0x200000);
+	wr16(hdr + (HDR_XLOADFLAGS - BP_HDR), XLF_KERNEL_64);
+	wr32(hdr + (HDR_CMDLINE_SIZE - BP_HDR), LINUX_VMLINUX_CMDLINE_MAX);
+	wr64(hdr + (HDR_PREF_ADDRESS - BP_HDR), li.lo);
+	wr32(hdr + (HDR_INIT_SIZE - BP_HDR), (uint32_t)(li.hi - li.lo));
 	if (write_boot_params(mem, p, hdr, sizeof(hdr), &lb, label, err, errlen))
 		return -1;
 	*out = lb;

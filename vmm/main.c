@@ -10,8 +10,8 @@
 
 static const char usage[] =
 "usage: cvmm run [--config FILE] [--kernel FILE] [--initrd FILE] [--cmdline STR] [--mem SIZE]\n"
-"                [--cpus N] [--serial stdio|FILE] [--cpuid-mask LIST] [--timeout SECONDS]\n"
-"                [--stats-json FILE] [--control PATH]\n"
+"                [--cpus N] [--serial stdio|FILE] [--serial-limit SIZE] [--cpuid-mask LIST]\n"
+"                [--timeout SECONDS] [--stats-json FILE] [--control PATH] [--no-seccomp]\n"
 "       cvmm --help | --version\n"
 "\n"
 "Boot a guest on KVM. Settings come from --config (a file of `key = value` lines in [vm],\n"
@@ -26,24 +26,32 @@ static const char usage[] =
 "  --cmdline STR       guest command line ([vm] cmdline)\n"
 "  --mem SIZE          guest RAM, e.g. 256M, 1G (default 256M) ([vm] mem)\n"
 "  --cpus N            vCPUs, 1..64 (default 1) ([vm] cpus)\n"
-"  --serial DEST       COM1 output: stdio (default) or a file path ([vm] serial)\n"
+"  --serial DEST       COM1 output: stdio (default) or a file path, created 0600; a\n"
+"                      symbolic link there is refused ([vm] serial)\n"
+"  --serial-limit SIZE bytes of guest console output written (stdio or file) before a\n"
+"                      line saying it was cut; default 64M, 0 = no limit ([vm] serial_limit)\n"
 "  --cpuid-mask LIST   comma-separated CPUID features to hide, or the preset pvm-host\n"
 "                      ([vm] cpuid_mask)\n"
 "  --timeout SECONDS   stop the guest after SECONDS and exit 124 ([vm] timeout)\n"
-"  --stats-json FILE   write run statistics as JSON at exit ([vm] stats_json)\n"
+"  --stats-json FILE   write run statistics as JSON at exit; created 0600 at start, a\n"
+"                      symbolic link there is refused ([vm] stats_json)\n"
 "  --control PATH      serve JSON-line requests on a UNIX socket at PATH while the guest\n"
 "                      runs (stats, flush, invalidate, host-read, host-write, truncate;\n"
 "                      client: build/cvmmctl; protocol: vmm/control.h) ([vm] control)\n"
+"  --no-seccomp        run without the seccomp filter; by default every cvmm thread is\n"
+"                      held to an allow-list of system calls once the VM runs, and a call\n"
+"                      outside it stops the VM with status 125 ([vm] seccomp = off)\n"
 "\n"
 "Exit status: the value the guest wrote to the debug-exit port 0xf4 (the bundled guest:\n"
 "0 all tests passed, 1 a test failed, 2 crash or bad command line); 124 timeout;\n"
-"125 the guest stopped abnormally (triple fault, KVM error); 126 a setup error (bad\n"
-"config, missing file, no /dev/kvm); 64 bad usage.\n"
+"125 the guest stopped abnormally (triple fault, KVM error, a system call the seccomp\n"
+"filter does not allow); 126 a setup error (bad config, missing file, no /dev/kvm);\n"
+"64 bad usage.\n"
 "At exit cvmm prints one summary line on stderr: why it stopped, run time, time to the\n"
 "guest's first output and VM exits by kind.\n";
 
 enum { OPT_CONFIG = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUID_MASK, OPT_TIMEOUT, OPT_STATS_JSON,
-       OPT_CONTROL };
+       OPT_CONTROL, OPT_SERIAL_LIMIT, OPT_NO_SECCOMP };
 
 static const struct option long_opts[] = {
 	{ "config", required_argument, NULL, OPT_CONFIG },
@@ -53,10 +61,12 @@ static const struct option long_opts[] = {
 	{ "mem", required_argument, NULL, 'm' },
 	{ "cpus", required_argument, NULL, 'c' },
 	{ "serial", required_argument, NULL, 's' },
+	{ "serial-limit", required_argument, NULL, OPT_SERIAL_LIMIT },
 	{ "cpuid-mask", required_argument, NULL, OPT_CPUID_MASK },
 	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 	{ "stats-json", required_argument, NULL, OPT_STATS_JSON },
 	{ "control", required_argument, NULL, OPT_CONTROL },
+	{ "no-seccomp", no_argument, NULL, OPT_NO_SECCOMP },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -70,10 +80,12 @@ static const char *flag_key(int opt)
 	case 'm': return "mem";
 	case 'c': return "cpus";
 	case 's': return "serial";
+	case OPT_SERIAL_LIMIT: return "serial_limit";
 	case OPT_CPUID_MASK: return "cpuid_mask";
 	case OPT_TIMEOUT: return "timeout";
 	case OPT_STATS_JSON: return "stats_json";
 	case OPT_CONTROL: return "control";
+	case OPT_NO_SECCOMP: return "seccomp";
 	default: return NULL;
 	}
 }
@@ -122,7 +134,8 @@ static int cmd_run(int argc, char **argv)
 		for (const struct option *o = long_opts; o->name; o++)
 			if (o->val == opt)
 				snprintf(where, sizeof(where), "--%s", o->name);
-		if (config_set(&cfg, "vm", key, optarg, where, err, sizeof(err))) {
+		const char *value = opt == OPT_NO_SECCOMP ? "off" : optarg; /* flags without a value */
+		if (config_set(&cfg, "vm", key, value, where, err, sizeof(err))) {
 			fprintf(stderr, "cvmm: %s\n", err);
 			return 126;
 		}

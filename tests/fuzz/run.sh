@@ -16,13 +16,14 @@ fuzz_sources() {
 	fuzz_config) echo "vmm/config.c" ;;
 	fuzz_elf)    echo "vmm/loader_elf.c vmm/file.c lib/guest_mem.c" ;;
 	fuzz_control) echo "vmm/control_json.c" ;;
+	fuzz_linux)  echo "vmm/linux.c vmm/loader_elf.c vmm/file.c vmm/guest_mem.c vmm/acpi.c vmm/boot.c vmm/cpuid.c" ;;
 	*) return 1 ;;
 	esac
 }
 
 fuzz_libs() {
 	case "$1" in
-	fuzz_elf) echo "-lelf" ;;
+	fuzz_elf|fuzz_linux) echo "-lelf" ;;
 	*) echo "-pthread" ;;
 	esac
 }

@@ -102,6 +102,29 @@ static void test_defaults(void **state)
 	assert_int_equal(c.timeout_s, 0);
 }
 
+/* Issue 14 defect 3: the console's byte budget is a [vm] key and a flag. */
+static void test_serial_limit_key(void **state)
+{
+	struct vm_config c;
+	char err[512] = "";
+
+	(void)state;
+	if (parse(&c, "[vm]\nserial_limit = 1M\n", err, sizeof(err)))
+		fail_msg("%s", err);
+	assert_int_equal(c.serial_limit, 1 * MIB);
+	assert_int_equal(parse(&c, "[vm]\nserial_limit = lots\n", err, sizeof(err)), -1);
+	assert_err_has(err, "'serial_limit'", NULL);
+	config_defaults(&c);
+	assert_int_equal(config_set(&c, "vm", "serial_limit", "0", "--serial-limit", err,
+				    sizeof(err)), 0);
+	assert_int_equal(c.serial_limit, 0);
+	config_defaults(&c);
+	assert_int_equal(c.serial_limit, 64 * MIB); /* bounded unless asked otherwise */
+	assert_true(c.seccomp);                     /* the filter is on unless turned off */
+	assert_int_equal(parse(&c, "[vm]\nseccomp = off\n", err, sizeof(err)), 0);
+	assert_false(c.seccomp);
+}
+
 static void test_every_key(void **state)
 {
 	struct vm_config c;
@@ -651,6 +674,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_parse_file_errors, scratch_setup,
 						scratch_teardown),
 		cmocka_unit_test_setup_teardown(test_validate, scratch_setup, scratch_teardown),
+		cmocka_unit_test(test_serial_limit_key),
 	};
 
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);

@@ -305,6 +305,182 @@ static void test_clients(void **state)
 	close(fd);
 }
 
+/* ---- issue 14 defect 4: one slow client must not stall the others ---------------------- */
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+struct slow_reader {
+	int fd;
+	volatile bool stop;
+	size_t got;
+};
+
+/* Reads 4 KiB every 20 ms (200 KiB/s): always making progress, never keeping up. */
+static void *slow_read(void *p)
+{
+	struct slow_reader *s = p;
+	char buf[4096];
+	while (!s->stop) {
+		ssize_t n = recv(s->fd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (n == 0)
+			break;
+		if (n > 0)
+			s->got += (size_t)n;
+		usleep(20 * 1000);
+	}
+	return NULL;
+}
+
+/* A client pipelines 40 host-reads of 256 KiB (20 MiB of hex replies) and reads them back
+ * slowly; another client's stats must still be answered at once, every time. */
+static void test_slow_reader_beside_fast(void **state)
+{
+	struct cx *x = *state;
+	int slow = conn(x);
+	int rcv = 4096;
+	setsockopt(slow, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
+	const char *req = "{\"cmd\":\"host-read\",\"offset\":0,\"length\":262144}\n";
+	for (int i = 0; i < 40; i++)
+		sendall(slow, req, strlen(req));
+	struct slow_reader sr = { .fd = slow };
+	pthread_t t;
+	pthread_create(&t, NULL, slow_read, &sr);
+	usleep(200 * 1000); /* the server is now busy with the slow client's replies */
+	int fast = conn(x);
+	double worst = 0;
+	bool all_ok = true;
+	for (int i = 0; i < 10 && all_ok; i++) {
+		double t0 = now_s();
+		sendall(fast, "{\"cmd\":\"stats\"}\n", 16);
+		char *r = recv_line(fast); /* NULL after 5 s */
+		all_ok = r && !strncmp(r, "{\"ok\":true", 10);
+		free(r);
+		double dt = now_s() - t0;
+		if (dt > worst)
+			worst = dt;
+		usleep(100 * 1000);
+	}
+	sr.stop = true; /* before any assertion: a failing test must not leave it running */
+	pthread_join(t, NULL);
+	close(slow);
+	if (!all_ok || worst > 2.0) /* typically a few ms; the old code never answered */
+		fail_msg("the fast client's stats %s (slowest %.2f s) behind a slow reader",
+			 all_ok ? "were slow" : "went unanswered", worst);
+	assert_true(sr.got > 0); /* the slow client was being served too */
+	close(fast);
+}
+
+/* Many idle connections (more than any small fixed cap) do not lock everyone else out. */
+static void test_idle_connections_do_not_lock_out(void **state)
+{
+	struct cx *x = *state;
+	enum { IDLE = 100 };
+	int fds[IDLE];
+	for (int i = 0; i < IDLE; i++)
+		fds[i] = conn(x);
+	usleep(1500 * 1000);
+	int fd = conn(x);
+	char *r = ask(fd, "{\"cmd\":\"stats\"}");
+	assert_true(!strncmp(r, "{\"ok\":true", 10));
+	free(r);
+	/* made room by closing the longest-idle one (the first), which was told why */
+	r = recv_line(fds[0]);
+	assert_non_null(r);
+	assert_non_null(strstr(r, "idle control connection closed"));
+	free(r);
+	close(fd);
+	for (int i = 0; i < IDLE; i++)
+		close(fds[i]);
+}
+
+/* Pipelined requests, then the client shuts down its sending side: every complete request is
+ * answered, in order, then the connection closes; an unfinished last line is dropped. */
+static void test_pipelined_then_shutdown(void **state)
+{
+	struct cx *x = *state;
+	int fd = conn(x);
+	const char *reqs = "{\"cmd\":\"stats\"}\n{\"cmd\":\"nope\"}\n"
+			   "{\"cmd\":\"host-read\",\"offset\":0,\"length\":262144}\n"
+			   "{\"cmd\":\"stats\"}\n{\"cmd\":\"sta";
+	sendall(fd, reqs, strlen(reqs));
+	shutdown(fd, SHUT_WR);
+	const char *want[] = { "{\"ok\":true,\"exits\"", "{\"ok\":false,\"error\":\"unknown cmd",
+			       "{\"ok\":true,\"offset\":0", "{\"ok\":true,\"exits\"" };
+	/* read everything up to EOF, then split */
+	size_t cap = 1 << 21, len = 0;
+	char *b = malloc(cap);
+	for (;;) {
+		struct pollfd pf = { fd, POLLIN, 0 };
+		assert_int_equal(poll(&pf, 1, 5000), 1);
+		ssize_t n = recv(fd, b + len, cap - len - 1, 0);
+		assert_true(n >= 0);
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	b[len] = 0;
+	char *p = b;
+	for (int i = 0; i < 4; i++) {
+		char *nl = strchr(p, '\n');
+		assert_non_null(nl);
+		*nl = 0;
+		if (strncmp(p, want[i], strlen(want[i])))
+			fail_msg("reply %d: %.100s (wanted %s...)", i, p, want[i]);
+		p = nl + 1;
+	}
+	assert_int_equal(*p, 0); /* nothing for the unfinished line */
+	free(b);
+	close(fd);
+}
+
+/* A silent connection is closed after idle_ms; a reply not sent within reply_ms drops its
+ * client; the others never notice. */
+static void test_idle_and_reply_timeouts(void **state)
+{
+	struct cx *x = *state;
+	control_stop(x->c);
+	struct control_deps d = { .pc = x->e.pc, .image_limit = 4 * MIB, .idle_ms = 600,
+				  .reply_ms = 600 };
+	char err[256];
+	if (control_start(&x->c, x->path, &d, err, sizeof(err)))
+		fail_msg("control_start: %s", err);
+	int idle = conn(x), midline = conn(x), stuck = conn(x), busy = conn(x);
+	sendall(midline, "{\"cmd\":", 7);
+	int rcv = 4096;
+	setsockopt(stuck, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
+	const char *req = "{\"cmd\":\"host-read\",\"offset\":0,\"length\":262144}\n";
+	sendall(stuck, req, strlen(req)); /* and never read */
+	for (int i = 0; i < 12; i++) {   /* a client that keeps talking stays (>= 1.2 s) */
+		expect(busy, "{\"cmd\":\"stats\"}", true, NULL);
+		usleep(100 * 1000);
+	}
+	char c;
+	struct pollfd pf[2] = { { idle, POLLIN, 0 }, { midline, POLLIN, 0 } };
+	assert_int_equal(poll(pf, 2, 0), 2);
+	assert_int_equal(recv(idle, &c, 1, MSG_DONTWAIT), 0);    /* closed: EOF */
+	assert_int_equal(recv(midline, &c, 1, MSG_DONTWAIT), 0);
+	char *r = ask(busy, "{\"cmd\":\"stats\"}");
+	if (!strstr(r, "\"timed_out\":3"))
+		fail_msg("wanted 3 connections timed out: %s", strstr(r, "\"control\""));
+	free(r);
+	/* the stuck one was dropped: reading now gets part of its reply, then EOF */
+	ssize_t n;
+	char buf[65536];
+	size_t got = 0;
+	while ((n = recv(stuck, buf, sizeof(buf), 0)) > 0)
+		got += (size_t)n;
+	assert_true(got < 2 * 262144);
+	close(idle);
+	close(midline);
+	close(stuck);
+	close(busy);
+}
+
 /* invalidate waits (briefly) for a DMA pin to go away. */
 static void *unpin_later(void *p)
 {
@@ -427,6 +603,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bad_input_answered, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_huge_line, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_clients, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_slow_reader_beside_fast, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_idle_connections_do_not_lock_out, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_idle_and_reply_timeouts, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pipelined_then_shutdown, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_invalidate_waits_for_pin, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_truncate, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_socket_path, setup, teardown),

@@ -201,6 +201,13 @@ static void short_header(uint8_t *b, size_t *len) { b[HDR_JUMP + 1] = 0x20; }
 static void header_past_end(uint8_t *b, size_t *len) { *len = 0x240; }
 static void bad_align(uint8_t *b, size_t *len) { w32(b + HDR_KERNEL_ALIGNMENT, 0x300000); }
 static void tiny_cmdline(uint8_t *b, size_t *len) { w32(b + HDR_CMDLINE_SIZE, 4); }
+/* Found by tests/fuzz/fuzz_linux.c: 0x200 bytes or less of kernel cannot hold the 64-bit
+ * entry at +0x200, which would be entered in unloaded memory. */
+static void tiny_syssize(uint8_t *b, size_t *len)
+{
+	w32(b + HDR_SYSSIZE, 0x200 / 16);
+	w32(b + HDR_INIT_SIZE, 0x200);
+}
 
 static void test_bad_bzimage_fields(void **state)
 {
@@ -217,6 +224,54 @@ static void test_bad_bzimage_fields(void **state)
 	expect_bad(header_past_end, "", "truncated");
 	expect_bad(bad_align, "", "kernel_alignment");
 	expect_bad(tiny_cmdline, "console=ttyS0", "cmdline");
+	expect_bad(tiny_syssize, "", "64-bit entry");
+}
+
+/* Issue 14 defect 1: a file of exactly 518 bytes (0x206) with 'HdrS' and a setup header
+ * length byte of 0 ends before the protocol version at 0x206: refused, with no read past the
+ * buffer (ASan reports one). The buffer is exactly that long so any over-read trips ASan. */
+static void test_header_shorter_than_its_fields(void **state)
+{
+	for (size_t len = HDR_HEADER + 4; len <= HDR_INIT_SIZE + 4; len++) {
+		uint8_t *b = calloc(1, len);
+		w32(b + HDR_HEADER, HDR_MAGIC);
+		b[HDR_JUMP + 1] = (uint8_t)(len - HDR_HEADER); /* the header ends at the file's end */
+		if (len == HDR_HEADER + 4)
+			b[HDR_JUMP + 1] = 0;
+		struct linux_params p = params("");
+		struct linux_boot lb;
+		char err[512] = "";
+		assert_int_equal(linux_load_bzimage(b, len, &mem, &p, &lb, "bz", err, sizeof(err)),
+				 -1);
+		assert_true(err[0] != 0);
+		free(b);
+	}
+}
+
+/* Issue 14 defect 2: pref_address near 2^64 with 2 MiB kernel_alignment must not wrap to a
+ * load address of 0 (over the page tables, GDT, zero page and ACPI tables): refused. And a
+ * pref_address below 1 MiB that aligns to 0 is raised to the 1 MiB floor first, still aligned. */
+static void huge_pref(uint8_t *b, size_t *len) { w64(b + HDR_PREF_ADDRESS, ~0ULL); }
+static void huge_pref2(uint8_t *b, size_t *len)
+{
+	w64(b + HDR_PREF_ADDRESS, ~0ULL - 0x1fffff); /* aligned already: no wrap, far too high */
+}
+
+static void test_pref_address_wrap(void **state)
+{
+	expect_bad(huge_pref, "", "pref_address");
+	expect_bad(huge_pref2, "", "more memory");
+	/* Below 1 MiB: loaded at the first 2 MiB-aligned address at or above 1 MiB. */
+	uint8_t *b = make_bzimage();
+	w64(b + HDR_PREF_ADDRESS, 0x1000);
+	struct linux_params p = params("");
+	struct linux_boot lb;
+	char err[512] = "";
+	int rc = linux_load_bzimage(b, bz_len(), &mem, &p, &lb, "bz", err, sizeof(err));
+	if (rc)
+		fail_msg("%s", err);
+	assert_int_equal(lb.kernel_lo, 0x200000);
+	free(b);
 }
 
 /* A minimal vmlinux-like ELF: one executable PT_LOAD at 16 MiB and a PT_NOTE. */
@@ -455,6 +510,8 @@ int main(void)
 		cmocka_unit_test(test_good_bzimage),
 		cmocka_unit_test(test_initrd_placement),
 		cmocka_unit_test(test_bad_bzimage_fields),
+		cmocka_unit_test(test_header_shorter_than_its_fields),
+		cmocka_unit_test(test_pref_address_wrap),
 		cmocka_unit_test(test_probe),
 		cmocka_unit_test(test_vmlinux),
 		cmocka_unit_test(test_e820_with_high_ram),

@@ -78,6 +78,64 @@ static void test_registers(void **state)
 	unlink(path);
 }
 
+static size_t slurp(const char *path, char *buf, size_t len)
+{
+	FILE *f = fopen(path, "r");
+	assert_non_null(f);
+	size_t n = fread(buf, 1, len - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	return n;
+}
+
+/* Issue 14 defect 3: a guest looping on THR must not fill the host's filesystem. Output stops
+ * at the budget (mid-line too), one line says it was cut, and nothing more is written. */
+static void test_output_budget(void **state)
+{
+	char path[] = "/tmp/cvmm-serial-XXXXXX";
+	int fd = mkstemp(path);
+	close(fd);
+	struct serial s;
+	struct bus b;
+	char err[128];
+	bus_init(&b, "pio");
+	assert_int_equal(serial_init(&s, path, err, sizeof(err)), 0);
+	assert_int_equal(s.limit, 0); /* the device alone: no budget until cvmm sets one */
+	serial_set_limit(&s, 10);
+	assert_int_equal(serial_register(&s, &b), 0);
+	const char *msg = "abcdef\nghijklmnop\nqrstuv\n";
+	for (int round = 0; round < 3; round++)
+		for (const char *p = msg; *p; p++)
+			out(&b, 0x3f8, (uint8_t)*p);
+	char buf[4096];
+	slurp(path, buf, sizeof(buf));
+	const char *cut = strstr(buf, "cvmm: serial output cut");
+	assert_non_null(cut);
+	assert_null(strstr(cut + 1, "cvmm: serial output cut")); /* once */
+	assert_memory_equal(buf, "abcdef\nghi\n", 11);          /* 10 bytes, then a newline */
+	assert_non_null(strstr(buf, "serial_limit"));
+	assert_int_equal(s.bytes, 3 * strlen(msg));              /* all counted... */
+	assert_int_equal(s.dropped, 3 * strlen(msg) - 10);        /* ...and what was dropped */
+	size_t before = strlen(buf);
+	for (int i = 0; i < 5000; i++)
+		out(&b, 0x3f8, 'x');
+	out(&b, 0x3f8, '\n');
+	serial_destroy(&s);
+	assert_int_equal(slurp(path, buf, sizeof(buf)), before); /* nothing after the cut line */
+	unlink(path);
+
+	/* 0: no budget. */
+	fd = mkstemp(strcpy(path, "/tmp/cvmm-serial-XXXXXX"));
+	close(fd);
+	assert_int_equal(serial_init(&s, path, err, sizeof(err)), 0);
+	serial_set_limit(&s, 0);
+	for (int i = 0; i < 3000; i++)
+		serial_write(&s, 0, "y", 1);
+	serial_destroy(&s);
+	assert_int_equal(slurp(path, buf, sizeof(buf)), 3000);
+	unlink(path);
+}
+
 static void test_bad_destination(void **state)
 {
 	struct serial s;
@@ -94,6 +152,7 @@ int main(void)
 		cmocka_unit_test(test_output_reaches_file_by_line),
 		cmocka_unit_test(test_registers),
 		cmocka_unit_test(test_bad_destination),
+		cmocka_unit_test(test_output_budget),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
