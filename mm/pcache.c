@@ -167,12 +167,22 @@ int pcache_open(const char *path, uint64_t size, bool readonly, struct pcache **
 	if (size % (2 * MIB))
 		return pcache_fail(err, errlen, "pmem size: %llu bytes is not a multiple of 2 MiB",
 			    (unsigned long long)size);
-	int oflags = (readonly ? O_RDONLY : O_RDWR | O_CREAT) | O_CLOEXEC;
+	/* An existing image is opened as it is (a symbolic link to it is the user's choice); a
+	 * missing one is created 0600 with O_EXCL|O_NOFOLLOW, so a link planted where a new file
+	 * is expected is refused rather than followed (cvmm often runs as root; issue 14). */
+	int oflags = (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC;
 	bool direct = true;
-	int fd = open(path, oflags | O_DIRECT, 0644);
+	int fd = open(path, oflags | O_DIRECT);
+	if (fd < 0 && errno == ENOENT && !readonly) {
+		fd = open(path, oflags | O_CREAT | O_EXCL | O_NOFOLLOW | O_DIRECT, 0600);
+		if (fd < 0 && errno == EEXIST) /* created meanwhile, or a dangling link: as it is */
+			fd = open(path, oflags | O_DIRECT);
+	}
 	if (fd < 0 && errno == EINVAL) {
 		direct = false;
-		fd = open(path, oflags, 0644);
+		fd = open(path, oflags);
+		if (fd < 0 && errno == ENOENT && !readonly)
+			fd = open(path, oflags | O_CREAT | O_EXCL | O_NOFOLLOW, 0600);
 	}
 	if (fd < 0)
 		return pcache_fail(err, errlen, "pmem path '%s': %s", path, strerror(errno));

@@ -73,6 +73,37 @@ static void test_open_create_extend(void **state)
 }
 
 /* The page word by itself: lock, flags beside the lock, pins vs BREAKING. */
+/* Issue 14 defect 6: a missing pmem image is created 0600, and never through a symbolic link
+ * planted where the new file is expected (the link's target is not created); an existing image
+ * reached through a link is opened as it is. */
+static void test_open_creates_private_file_no_link(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/cvmm-pc-open.XXXXXX", path[300], target[300], link2[300];
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/new.img", dir);
+	snprintf(target, sizeof(target), "%s/victim", dir);
+	snprintf(link2, sizeof(link2), "%s/planted.img", dir);
+	struct pcache *pc;
+	char err[256];
+	assert_int_equal(pcache_open(path, 2 * MIB, false, &pc, err, sizeof(err)), 0);
+	struct stat st;
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	pcache_put(pc);
+	assert_int_equal(symlink(target, link2), 0);
+	assert_int_equal(pcache_open(link2, 2 * MIB, false, &pc, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, link2));
+	assert_int_equal(stat(target, &st), -1); /* nothing created through the link */
+	unlink(link2);
+	assert_int_equal(symlink(path, link2), 0); /* a link to an existing image is fine */
+	assert_int_equal(pcache_open(link2, 2 * MIB, false, &pc, err, sizeof(err)), 0);
+	pcache_put(pc);
+	unlink(link2);
+	unlink(path);
+	rmdir(dir);
+}
+
 static void test_page_word_state_machine(void **state)
 {
 	(void)state;
@@ -631,6 +662,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_open_create_extend),
+		cmocka_unit_test(test_open_creates_private_file_no_link),
 		cmocka_unit_test(test_page_word_state_machine),
 		cmocka_unit_test(test_fault_load_then_store),
 		cmocka_unit_test(test_readonly_to_writable_upgrade),
