@@ -393,12 +393,84 @@ static void test_failures_and_marks(void **state)
 	assert_non_null(strstr(err, "symbolic link"));
 }
 
+/* ---- the FLUSH rule: a write in flight when a flush is issued is not covered by it, so the
+ * flush waits for it and its entry comes first; the inner flush runs after it completed. */
+struct slow_be {
+	struct blk_backend be;
+	int seq, write_done_at, flush_at;
+	pthread_mutex_t m;
+};
+
+static int slow_write(struct blk_backend *be, const struct iovec *iov, const uint64_t *gpa,
+		      unsigned n, uint64_t off, uint64_t len)
+{
+	struct slow_be *s = (struct slow_be *)be;
+	usleep(200 * 1000);
+	pthread_mutex_lock(&s->m);
+	s->write_done_at = ++s->seq;
+	pthread_mutex_unlock(&s->m);
+	return 0;
+}
+static int slow_flush(struct blk_backend *be)
+{
+	struct slow_be *s = (struct slow_be *)be;
+	pthread_mutex_lock(&s->m);
+	s->flush_at = ++s->seq;
+	pthread_mutex_unlock(&s->m);
+	return 0;
+}
+static void slow_destroy(struct blk_backend *be)
+{
+	pthread_mutex_destroy(&((struct slow_be *)be)->m);
+	free(be);
+}
+static const struct blk_backend_ops slow_ops = {
+	.write = slow_write, .flush = slow_flush, .destroy = slow_destroy,
+};
+
+static void *slow_writer(void *arg)
+{
+	struct blk_backend *be = arg;
+	uint8_t b[4096] = { 0 };
+	struct iovec v = { b, sizeof(b) };
+	assert_int_equal(be->ops->write(be, &v, NULL, 1, 4096, 4096), 0);
+	return NULL;
+}
+
+static void test_flush_waits_for_writes_in_flight(void **state)
+{
+	(void)state;
+	struct slow_be *s = calloc(1, sizeof(*s));
+	s->be = (struct blk_backend){ .ops = &slow_ops, .size = DISK };
+	pthread_mutex_init(&s->m, NULL);
+	struct blk_backend *be;
+	char err[256];
+	assert_int_equal(blk_log_wrap(&s->be, logp, &be, err, sizeof(err)), 0);
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, slow_writer, be), 0);
+	usleep(50 * 1000); /* the write is in the inner backend now */
+	assert_int_equal(be->ops->flush(be), 0);
+	pthread_join(t, NULL);
+	assert_int_equal(s->write_done_at, 1);
+	assert_int_equal(s->flush_at, 2);
+	be->ops->destroy(be);
+	size_t n;
+	struct dump_line *d = dump(&n);
+	assert_int_equal(n, 2);
+	assert_int_equal(d[0].flags, 0);
+	assert_int_equal(d[0].sector, 8);
+	assert_int_equal(d[1].flags, 1);
+	free(d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_log_and_replay, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replay_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failures_and_marks, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_flush_waits_for_writes_in_flight, setup,
+						teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
