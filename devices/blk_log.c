@@ -377,3 +377,28 @@ out:
 	}
 	return rc;
 }
+
+int blk_log_attach(const char *disk_path, uint64_t disk_offset, const char *log_path,
+		   struct blk_backend **be, char *err, size_t errlen)
+{
+	size_t n = strlen(log_path);
+	char *base = malloc(n + sizeof(".base"));
+	const char *how;
+	if (!base) {
+		(*be)->ops->destroy(*be);
+		*be = NULL;
+		snprintf(err, errlen, "blk write_log: out of memory");
+		return -1;
+	}
+	memcpy(base, log_path, n);
+	memcpy(base + n, ".base", sizeof(".base"));
+	int rc = blk_log_capture_base(disk_path, disk_offset, (*be)->size, base, &how, err, errlen);
+	free(base);
+	if (rc) {
+		(*be)->ops->destroy(*be);
+		*be = NULL;
+		return -1;
+	}
+	struct blk_backend *in = *be;
+	return blk_log_wrap(in, log_path, be, err, errlen);
+}

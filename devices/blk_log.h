@@ -69,4 +69,11 @@ uint64_t blk_log_entries(struct blk_backend *be);
 int blk_log_capture_base(const char *src, uint64_t offset, uint64_t size, const char *dst,
 			 const char **how, char *err, size_t errlen);
 
+/* What [blk] write_log does (vmm/machine.c blk_setup): capture the disk *be, bytes
+ * [disk_offset, disk_offset + (*be)->size) of disk_path, to log_path + ".base", then replace
+ * *be by blk_log_wrap(*be, log_path). On failure *be is destroyed and set to NULL, and err
+ * says why. */
+int blk_log_attach(const char *disk_path, uint64_t disk_offset, const char *log_path,
+		   struct blk_backend **be, char *err, size_t errlen);
+
 #endif

@@ -393,6 +393,45 @@ static void test_failures_and_marks(void **state)
 	assert_non_null(strstr(err, "symbolic link"));
 }
 
+/* What [blk] write_log does in blk_setup: a window of the file becomes PATH.base, and the
+ * log's sectors count from the window's start. */
+static void test_attach_window(void **state)
+{
+	(void)state;
+	struct blk_file_opts o = { .path = disk, .direct = false, .offset = 1u << 20 };
+	struct blk_backend *be;
+	char err[256];
+	assert_int_equal(blk_file_open(&o, &be, err, sizeof(err)), 0);
+	assert_int_equal(be->size, DISK - (1u << 20));
+	if (blk_log_attach(disk, o.offset, logp, &be, err, sizeof(err)))
+		fail_msg("%s", err);
+	uint8_t *s0 = snapshot();
+	size_t n;
+	uint8_t *b = slurp(basep, &n);
+	assert_int_equal(n, be->size);
+	assert_memory_equal(b, s0 + o.offset, n);
+	free(b);
+	assert_int_equal(wr(be, 16, 8, 77), 0);
+	assert_int_equal(be->ops->flush(be), 0);
+	uint8_t *s1 = snapshot();
+	uint64_t size = be->size;
+	be->ops->destroy(be);
+	assert_int_equal(run("%s %s --base %s --out %s", replay_bin(), logp, basep, outp), 0);
+	b = slurp(outp, &n);
+	assert_int_equal(n, size);
+	assert_memory_equal(b, s1 + o.offset, n);
+	free(b);
+	free(s0);
+	free(s1);
+	/* A base that cannot be written: the backend is gone, err names the path. */
+	assert_int_equal(blk_file_open(&o, &be, err, sizeof(err)), 0);
+	char bad[200];
+	snprintf(bad, sizeof(bad), "%s/no/such/dir/log", dir);
+	assert_int_equal(blk_log_attach(disk, o.offset, bad, &be, err, sizeof(err)), -1);
+	assert_null(be);
+	assert_non_null(strstr(err, "no/such/dir/log.base"));
+}
+
 /* ---- the FLUSH rule: a write in flight when a flush is issued is not covered by it, so the
  * flush waits for it and its entry comes first; the inner flush runs after it completed. */
 struct slow_be {
@@ -469,6 +508,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_log_and_replay, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replay_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failures_and_marks, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_attach_window, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_flush_waits_for_writes_in_flight, setup,
 						teardown),
 	};
