@@ -1,7 +1,8 @@
 # ThreadSanitizer build of the threaded tests (the page cache's pins and breaks, the blk paths
 # over it, the virtqueue executor, the blk write log's writers and flushes). TSan cannot be
-# linked with ASan, so the host sources are compiled a third time into their own archive (the same LIB_SRCS as build/cvmm), and each test
-# below is linked against it. make test runs them (tests/run-all.sh); `make tsan` alone.
+# linked with ASan, so the host sources are compiled a third time into their own archive (the
+# same LIB_SRCS as build/cvmm), and each test below is linked against it. make test runs them
+# (tests/run-all.sh); `make tsan` alone.
 # -Wno-tsan: TSan does not model the virtqueue's two fences (they order guest-visible ring
 # fields, not our threads).
 
