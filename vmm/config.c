@@ -634,6 +634,11 @@ int config_validate(const struct vm_config *c, char *err, size_t errlen)
 		if (!strcmp(w, c->blk.path) || (c->pmem.present && !strcmp(w, c->pmem.path)))
 			return config_fail(err, errlen, "blk write_log '%s': is the disk or pmem "
 					   "image itself; give a new file", w);
+		/* (blk_setup also compares the files themselves, by device and inode) */
+		if (c->pmem.present && !strcmp(c->blk.path, c->pmem.path))
+			return config_fail(err, errlen, "blk write_log '%s': the disk is the [pmem] "
+					   "file, and stores through the pmem window are not logged "
+					   "yet: the log would miss them", w);
 	}
 	return 0;
 }

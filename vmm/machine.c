@@ -42,6 +42,12 @@ static int blk_setup(struct vm *vm, char *err, size_t errlen)
 	const struct blk_config *c = &vm->cfg->blk; /* path already resolved by config.c */
 	struct blk_backend *be;
 	bool shared = vm->pmem && pcache_same_file(vm->pmem->pc, c->path);
+	if (shared && c->write_log[0]) {
+		snprintf(err, errlen, "blk write_log '%s': the disk is the [pmem] file, and stores "
+			 "through the pmem window are not logged yet: the log would miss them",
+			 c->write_log);
+		return -1;
+	}
 	if (shared) {
 		if (!c->readonly && pcache_is_readonly(vm->pmem->pc)) {
 			snprintf(err, errlen, "blk path '%s': it is the [pmem] file, opened read-only "

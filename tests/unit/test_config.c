@@ -667,6 +667,13 @@ static void test_validate(void **state)
 	assert_int_equal(config_validate(c, err, sizeof(err)), -1);
 	assert_err_has(err, "blk write_log", "read-only", NULL);
 	c->blk.readonly = false;
+	/* not on the pmem file: the window's stores would be missing from the log */
+	c->pmem.present = true;
+	snprintf(c->pmem.path, sizeof(c->pmem.path), "disk.img");
+	assert_int_equal(config_validate(c, err, sizeof(err)), -1);
+	assert_err_has(err, "blk write_log", "pmem", NULL);
+	snprintf(c->pmem.path, sizeof(c->pmem.path), "pmem.img");
+	assert_int_equal(config_validate(c, err, sizeof(err)), 0);
 	c->blk.write_log[0] = 0;
 }
 
