@@ -37,7 +37,8 @@ static const char *usage =
 "  --end-at-mark NAME  apply entries up to and including the first mark NAME\n"
 "Entries: a write puts its data at its sector; a DISCARD zeroes its range; FLUSH and MARK\n"
 "change nothing. Sectors are the log's sector size (the superblock's; cvmm writes 512).\n"
-"Exit status: 0 done; 1 bad log (wrong magic or version, truncated, malformed entry);\n"
+"Exit status: 0 done; 1 bad log (wrong magic or version, truncated, malformed entry, an\n"
+"entry past the end of BASE);\n"
 "2 I/O error on BASE or IMAGE; 3 entry or mark not found; 64 bad usage.\n";
 
 struct entry {
@@ -203,6 +204,10 @@ static int do_list(void)
 	}
 	printf("%llu FLUSH points, %llu marks\n", (unsigned long long)flushes,
 	       (unsigned long long)marks);
+	if (pos < logsize)
+		printf("%llu bytes after the last entry the superblock counts (the writer stopped "
+		       "before it updated nr_entries: they are not replayed)\n",
+		       (unsigned long long)(logsize - pos));
 	return EX_OK;
 }
 
@@ -300,6 +305,12 @@ int main(int argc, char **argv)
 	rc = copy_base(base, out, &fd);
 	if (rc)
 		return rc;
+	struct stat bst;
+	if (fstat(fd, &bst) < 0) {
+		close(fd);
+		return fail(EX_IO, "out '%s': %s", out, strerror(errno));
+	}
+	uint64_t image = (uint64_t)bst.st_size;
 	uint64_t pos = sectorsize, last = have_end ? end : nr_entries ? nr_entries - 1 : 0;
 	bool found = !mark_name;
 	uint8_t *buf = NULL;
@@ -312,6 +323,13 @@ int main(int argc, char **argv)
 		if (rc)
 			break;
 		uint64_t bytes = e.nr * sectorsize, off = e.sector * sectorsize;
+		if (e.sector > image / sectorsize || e.nr > image / sectorsize - e.sector) {
+			rc = fail(EX_BADLOG, "log '%s': entry %llu (sectors %llu+%llu) is past the end "
+				  "of the base image (%llu bytes): wrong base?", logpath,
+				  (unsigned long long)i, (unsigned long long)e.sector,
+				  (unsigned long long)e.nr, (unsigned long long)image);
+			break;
+		}
 		if (bytes && bufsize < bytes && !(e.flags & F_DISCARD)) {
 			free(buf);
 			bufsize = bytes;

@@ -336,12 +336,26 @@ static void test_replay_errors(void **state)
 	be->ops->destroy(be);
 	const char *rb = replay_bin();
 	assert_int_equal(run("%s %s --base %s --out %s", rb, logp, basep, outp), 0);
+	/* A base too small for the log's writes: refused, not silently extended. */
+	assert_int_equal(truncate(basep, 64 * 512 - 512), 0);
+	assert_int_equal(run("%s %s --base %s --out %s 2>/dev/null", rb, logp, basep, outp), 1);
+	assert_int_equal(truncate(basep, DISK), 0);
+	assert_int_equal(run("%s %s --base %s --out %s", rb, logp, basep, outp), 0);
 	assert_int_equal(run("%s %s --base %s --out %s --end-at-entry 2 2>/dev/null", rb, logp,
 			     basep, outp), 3);
 	assert_int_equal(run("%s %s --base %s --out %s --end-at-mark nope 2>/dev/null", rb, logp,
 			     basep, outp), 3);
 	assert_int_equal(run("%s %s --list --out x 2>/dev/null", rb, logp), 64);
 	assert_int_equal(run("%s 2>/dev/null", rb), 64);
+	/* Entries past nr_entries (a writer that stopped before its superblock update): not
+	 * replayed, and --list says so. */
+	int lfd = open(logp, O_WRONLY | O_APPEND);
+	assert_true(lfd >= 0);
+	uint8_t junk[512] = { 1 };
+	assert_int_equal(write(lfd, junk, sizeof(junk)), 512);
+	close(lfd);
+	assert_int_equal(run("%s %s --list | grep -q '^512 bytes after the last entry'", rb, logp), 0);
+	assert_int_equal(run("%s %s --base %s --out %s", rb, logp, basep, outp), 0);
 	/* Truncated: the write's data cut short. */
 	assert_int_equal(truncate(logp, 512 + 512 + 100), 0);
 	assert_int_equal(run("%s %s --list >/dev/null 2>&1", rb, logp), 1);
