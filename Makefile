@@ -27,7 +27,7 @@ UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
 
 .PHONY: all run test unit integration bench fuzz clean deps images linux-images test-linux
-all: deps-check $(B)/cvmm $(B)/cvmmctl $(B)/guest.elf
+all: deps-check $(B)/cvmm $(B)/cvmmctl $(B)/cvmm-replay $(B)/guest.elf
 
 # Install missing Debian packages (as root) on first use: a plain `make` needs only the build
 # group; test and bench add theirs (scripts/deps.sh says which package each tool comes from).
@@ -69,6 +69,14 @@ $(B)/cvmm: $(B)/obj/vmm/main.o $(B)/libcvmm.a
 $(B)/cvmmctl: tools/cvmmctl.c
 	@mkdir -p $(dir $@) $(B)/dep
 	$(CC) $(CFLAGS) $(DEPFLAGS) -MF $(B)/dep/$(@F).d -o $@ $<
+
+# The write-log replay tool (tools/cvmm-replay.c; the format is in devices/blk_log.h).
+$(B)/cvmm-replay: tools/cvmm-replay.c
+	@mkdir -p $(dir $@) $(B)/dep
+	$(CC) $(CFLAGS) $(DEPFLAGS) -MF $(B)/dep/$(@F).d -o $@ $<
+
+# test_blk_log runs the replay tool on the logs it makes.
+$(B)/tests/test_blk_log: $(B)/cvmm-replay
 
 $(B)/tests/%: tests/unit/%.c $(B)/libcvmm-asan.a
 	@mkdir -p $(dir $@) $(B)/dep

@@ -67,6 +67,7 @@ static const struct key_desc config_keys[] = {
 	{ "blk", "readonly", KEY_BOOL, FIELD(blk.readonly) },
 	{ "blk", "direct", KEY_BOOL, FIELD(blk.direct) },
 	{ "blk", "workers", KEY_UINT, FIELD(blk.workers) },
+	{ "blk", "write_log", KEY_PATH, FIELD(blk.write_log) },
 };
 
 __attribute__((format(printf, 3, 4)))
@@ -616,5 +617,28 @@ int config_validate(const struct vm_config *c, char *err, size_t errlen)
 	if (c->blk.workers > CONFIG_MAX_BLK_WORKERS)
 		return config_fail(err, errlen, "blk workers: %u is more than %u", c->blk.workers,
 				   CONFIG_MAX_BLK_WORKERS);
+	if (c->blk.write_log[0]) {
+		const char *w = c->blk.write_log;
+		size_t n = strlen(w);
+		if (!c->blk.present)
+			return config_fail(err, errlen, "blk write_log: set without a disk ([blk] path)");
+		if (c->blk.readonly)
+			return config_fail(err, errlen, "blk write_log '%s': the disk is read-only "
+					   "([blk] readonly = on): there is nothing to log", w);
+		if (w[n - 1] == '/')
+			return config_fail(err, errlen, "blk write_log '%s': is a directory name, "
+					   "give a file", w);
+		if (n + sizeof(".base") > CONFIG_PATH_MAX)
+			return config_fail(err, errlen, "blk write_log: path too long (PATH.base must "
+					   "fit in %d bytes)", CONFIG_PATH_MAX);
+		if (!strcmp(w, c->blk.path) || (c->pmem.present && !strcmp(w, c->pmem.path)))
+			return config_fail(err, errlen, "blk write_log '%s': is the disk or pmem "
+					   "image itself; give a new file", w);
+		/* (blk_setup also compares the files themselves, by device and inode) */
+		if (c->pmem.present && !strcmp(c->blk.path, c->pmem.path))
+			return config_fail(err, errlen, "blk write_log '%s': the disk is the [pmem] "
+					   "file, and stores through the pmem window are not logged "
+					   "yet: the log would miss them", w);
+	}
 	return 0;
 }

@@ -33,6 +33,8 @@ struct blk_config {
 	bool readonly;
 	bool direct;           /* O_DIRECT (default on) */
 	unsigned workers;      /* requests run at once; 0 = the device's default (16) */
+	char write_log[CONFIG_PATH_MAX]; /* dm-log-writes log of the disk, "" = none
+					  * (devices/blk_log.h); base image at PATH.base */
 };
 
 #define CONFIG_SERIAL_LIMIT_DEFAULT (64ULL << 20)

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "devices/blk.h"
+#include "devices/blk_log.h"
 #include "devices/debug_exit.h"
 #include "devices/irq.h"
 #include "devices/pci.h"
@@ -41,6 +42,12 @@ static int blk_setup(struct vm *vm, char *err, size_t errlen)
 	const struct blk_config *c = &vm->cfg->blk; /* path already resolved by config.c */
 	struct blk_backend *be;
 	bool shared = vm->pmem && pcache_same_file(vm->pmem->pc, c->path);
+	if (shared && c->write_log[0]) {
+		snprintf(err, errlen, "blk write_log '%s': the disk is the [pmem] file, and stores "
+			 "through the pmem window are not logged yet: the log would miss them",
+			 c->write_log);
+		return -1;
+	}
 	if (shared) {
 		if (!c->readonly && pcache_is_readonly(vm->pmem->pc)) {
 			snprintf(err, errlen, "blk path '%s': it is the [pmem] file, opened read-only "
@@ -57,6 +64,10 @@ static int blk_setup(struct vm *vm, char *err, size_t errlen)
 		if (blk_file_open(&o, &be, err, errlen))
 			return -1;
 	}
+	/* [blk] write_log: the disk as it is now (the VM has not run) goes to PATH.base, then
+	 * every change is logged (devices/blk_log.h). */
+	if (c->write_log[0] && blk_log_attach(c->path, c->offset, c->write_log, &be, err, errlen))
+		return -1;
 	vm->blk = calloc(1, sizeof(*vm->blk));
 	vm->blk_pci = calloc(1, sizeof(*vm->blk_pci));
 	if (!vm->blk || !vm->blk_pci) {

@@ -153,7 +153,8 @@ static void test_every_key(void **state)
 		"size = 8G\n"
 		"readonly = on\n"
 		"direct = off\n"
-		"workers = 4\n";
+		"workers = 4\n"
+		"write_log = /var/disk.log\n";
 
 	(void)state;
 	assert_int_equal(parse(&c, text, err, sizeof(err)), 0);
@@ -180,6 +181,7 @@ static void test_every_key(void **state)
 	assert_true(c.blk.readonly);
 	assert_false(c.blk.direct);
 	assert_int_equal(c.blk.workers, 4);
+	assert_string_equal(c.blk.write_log, "/var/disk.log");
 }
 
 static void test_sections_set_present(void **state)
@@ -650,6 +652,29 @@ static void test_validate(void **state)
 	c->blk.workers = CONFIG_MAX_BLK_WORKERS + 1;
 	assert_int_equal(config_validate(c, err, sizeof(err)), -1);
 	assert_err_has(err, "blk workers", "65", NULL);
+	c->blk.workers = 0;
+	/* write_log: a new file beside a writable disk */
+	snprintf(c->blk.write_log, sizeof(c->blk.write_log), "disk.log");
+	assert_int_equal(config_validate(c, err, sizeof(err)), 0);
+	snprintf(c->blk.write_log, sizeof(c->blk.write_log), "disk.img");
+	assert_int_equal(config_validate(c, err, sizeof(err)), -1);
+	assert_err_has(err, "blk write_log", "disk.img", NULL);
+	snprintf(c->blk.write_log, sizeof(c->blk.write_log), "logs/");
+	assert_int_equal(config_validate(c, err, sizeof(err)), -1);
+	assert_err_has(err, "blk write_log", "directory", NULL);
+	snprintf(c->blk.write_log, sizeof(c->blk.write_log), "disk.log");
+	c->blk.readonly = true;
+	assert_int_equal(config_validate(c, err, sizeof(err)), -1);
+	assert_err_has(err, "blk write_log", "read-only", NULL);
+	c->blk.readonly = false;
+	/* not on the pmem file: the window's stores would be missing from the log */
+	c->pmem.present = true;
+	snprintf(c->pmem.path, sizeof(c->pmem.path), "disk.img");
+	assert_int_equal(config_validate(c, err, sizeof(err)), -1);
+	assert_err_has(err, "blk write_log", "pmem", NULL);
+	snprintf(c->pmem.path, sizeof(c->pmem.path), "pmem.img");
+	assert_int_equal(config_validate(c, err, sizeof(err)), 0);
+	c->blk.write_log[0] = 0;
 }
 
 int main(void)
