@@ -6,7 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "vmm/file.h"
+#include "lib/file.h"
 
 #define LCR_DLAB 0x80
 #define LSR_THRE 0x20
@@ -26,7 +26,7 @@ int serial_init(struct serial *s, const char *dest, char *err, size_t errlen)
 		s->out_fd = STDOUT_FILENO;
 		return 0;
 	}
-	/* 0600, and never through a symbolic link (vmm/file.h): cvmm often runs as root. */
+	/* 0600, and never through a symbolic link (lib/file.h): cvmm often runs as root. */
 	s->out_fd = file_create(dest, "serial", err, errlen);
 	if (s->out_fd < 0)
 		return -1;

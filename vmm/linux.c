@@ -1,6 +1,6 @@
 /* Linux bzImage and vmlinux loaders and the boot_params zero page. See linux.h. */
 #include "vmm/linux.h"
-#include "vmm/file.h"
+#include "lib/file.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -4,7 +4,7 @@
  * file length and guest RAM before use, overflow-safe. Loading is two-pass: all segments are
  * validated first and only then copied, so a rejected image leaves guest memory untouched. */
 #include "vmm/loader.h"
-#include "vmm/file.h"
+#include "lib/file.h"
 
 #include <errno.h>
 #include <gelf.h>

@@ -19,7 +19,7 @@
 #include "vmm/control.h"
 #include "vmm/cpuid.h"
 #include "lib/kvm_compat.h"
-#include "vmm/file.h"
+#include "lib/file.h"
 #include "vmm/seccomp.h"
 #include "vmm/vcpu.h"
 
@@ -135,7 +135,7 @@ int vm_create(struct vm *vm, struct vm_config *cfg, char *err, size_t errlen)
 	clock_gettime(CLOCK_MONOTONIC, &vm->stats.t_start);
 	vm->stats_fd = -1;
 
-	/* Created now (0600, no symbolic link followed: vmm/file.h), written at exit: a bad path
+	/* Created now (0600, no symbolic link followed: lib/file.h), written at exit: a bad path
 	 * is a setup error, not a surprise after the run. */
 	if (cfg->stats_json[0]) {
 		vm->stats_fd = file_create(cfg->stats_json, "stats_json", err, errlen);
@@ -177,7 +177,7 @@ int vm_create(struct vm *vm, struct vm_config *cfg, char *err, size_t errlen)
 		uint64_t lo = vm->ram_size < LOW_RAM_MAX ? vm->ram_size : LOW_RAM_MAX;
 		uint64_t top = vm->ram_size > lo ? GPA_HIGH_RAM + (vm->ram_size - lo) : lo;
 		/* A missing image is created here, 0600 and not through a dangling symbolic link
-		 * (vmm/file.h); mm/ then opens the existing file. */
+		 * (lib/file.h); mm/ then opens the existing file. */
 		if (!cfg->pmem.readonly && file_precreate(cfg->pmem.path, "pmem path", err, errlen))
 			return -1;
 		if (pmem_window_create(&vm->pmem, &cfg->pmem, vm->kvm_fd, vm->vm_fd, top, err,

@@ -100,7 +100,7 @@ struct vm {
 	bool slot_zap_quirk_off;
 	struct vm_stats stats;
 	struct control *control;       /* vmm/control.h: the --control socket, if any */
-	int stats_fd;                  /* cfg->stats_json, created at start (vmm/file.h), or -1 */
+	int stats_fd;                  /* cfg->stats_json, created at start (lib/file.h), or -1 */
 };
 
 /* Build a VM from a validated config: KVM VM, RAM, devices, kernel, vCPUs (not yet running).

@@ -10,7 +10,7 @@
  * whether a plausible bzImage header or ELF header is forced on); the rest is the image.
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. -D_GNU_SOURCE tests/fuzz/fuzz_linux.c \
- *         vmm/linux.c vmm/loader_elf.c vmm/file.c lib/guest_mem.c vmm/acpi.c vmm/boot.c \
+ *         vmm/linux.c vmm/loader_elf.c lib/file.c lib/guest_mem.c vmm/acpi.c vmm/boot.c \
  *         vmm/cpuid.c -lelf */
 #include <elf.h>
 #include <stdint.h>

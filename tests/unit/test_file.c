@@ -1,4 +1,4 @@
-/* Files cvmm creates (vmm/file.h; issue 14 defect 6): the serial log, the stats JSON and the
+/* Files cvmm creates (lib/file.h; issue 14 defect 6): the serial log, the stats JSON and the
  * pmem image are created 0600 whatever the umask, and a symbolic link where a new file is
  * expected is refused with one line, never followed. */
 #include <stdarg.h>
@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "devices/serial.h"
-#include "vmm/file.h"
+#include "lib/file.h"
 
 static char dir[64];
 static char path[128], target[128], link_[128];

@@ -1,8 +1,8 @@
 /* Reading a whole input file (kernel, initrd) with the checks a user's mistake needs: a
  * missing or unreadable path, a directory or FIFO (opened O_NONBLOCK so open() cannot hang),
  * a file over `max` bytes. Every message is one line: "WHAT 'PATH': why". */
-#ifndef CVMM_FILE_H
-#define CVMM_FILE_H
+#ifndef CVMM_LIB_FILE_H
+#define CVMM_LIB_FILE_H
 
 #include <stddef.h>
 #include <stdint.h>
