@@ -7,11 +7,19 @@
 #   bench  fio (the host's ceiling), gnuplot-nox (results.png), linux-perf, liburing-dev
 #   scripts/deps.sh [GROUP...]                      install what is missing (default: all)
 #   scripts/deps.sh --check-or-install GROUP...     quiet when all is there (make calls this)
+#   scripts/deps.sh --pkg NAME...                   these packages (mkkernel.sh, mklinux.sh and
+#                                                   tests/linux/guest.sh use it)
 set -eu
 
 [ "${1:-}" = --check-or-install ] && shift
-[ $# -gt 0 ] || set -- build test bench
 PKGS=""
+if [ "${1:-}" = --pkg ]; then
+	shift
+	PKGS="$*"
+	set --
+else
+	[ $# -gt 0 ] || set -- build test bench
+fi
 for g in "$@"; do
 	case "$g" in
 	build) PKGS="$PKGS gcc make pkg-config libelf-dev" ;;
@@ -41,6 +49,6 @@ if [ "$(id -u)" != 0 ]; then
 fi
 echo "deps: installing$missing" >&2
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq >&2
 # shellcheck disable=SC2086
-apt-get install -y -qq --no-install-recommends $missing >&2
+apt-get install -y -qq --no-install-recommends $missing >&2 2>/dev/null ||
+	{ apt-get update -qq >&2 && apt-get install -y -qq --no-install-recommends $missing >&2; }

@@ -31,17 +31,7 @@ PATCHES=$(ls tests/linux/kernel/*.patch 2>/dev/null | LC_ALL=C sort || true)
 SRCPKG=linux-source-6.1
 
 need() {
-	local missing="" p
-	for p in "$@"; do
-		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
-			missing="$missing $p"
-	done
-	[ -z "$missing" ] && return 0
-	[ "$(id -u)" = 0 ] || die "missing packages:$missing (run as root, or apt-get install them)"
-	say "installing$missing"
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >&2 ||
-		{ apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive \
-			apt-get install -y -qq --no-install-recommends $missing >&2; }
+	scripts/deps.sh --pkg "$@" || die "cannot install:$*"
 }
 [ "$PRINT" = 1 ] || need $SRCPKG build-essential flex bison bc libelf-dev libssl-dev xz-utils patch
 VER=$(dpkg-query -W -f='${Version}' $SRCPKG 2>/dev/null || true)

@@ -22,17 +22,7 @@ say() { echo "mklinux: $*" >&2; }
 die() { echo "mklinux: error: $*" >&2; exit 1; }
 
 need() {
-	local missing=""
-	for p in "$@"; do
-		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
-			missing="$missing $p"
-	done
-	[ -z "$missing" ] && return 0
-	[ "$(id -u)" = 0 ] || die "missing packages:$missing (run as root, or apt-get install them)"
-	say "installing$missing"
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >&2 ||
-		{ apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive \
-			apt-get install -y -qq --no-install-recommends $missing >&2; }
+	scripts/deps.sh --pkg "$@" || die "cannot install:$*"
 }
 need busybox-static cpio lz4 zstd xz-utils e2fsprogs
 

@@ -27,16 +27,7 @@ T="linux-guest"
 mkdir -p "$D"
 
 need() {
-	local missing="" p
-	for p in "$@"; do
-		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
-	done
-	[ -z "$missing" ] && return 0
-	[ "$(id -u)" = 0 ] || { echo "missing packages:$missing (run as root, or apt-get install them)"; return 1; }
-	echo "installing$missing"
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null ||
-		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-			apt-get install -y -qq --no-install-recommends $missing >/dev/null; }
+	scripts/deps.sh --pkg "$@"
 }
 
 # ---- the initramfs and the image (cheap: done even where the guest cannot run) -------------
