@@ -142,11 +142,11 @@ int pcache_flush(struct pcache *pc, uint64_t *errseq_cursor);
 /* ---- coherency with direct I/O and the host ---------------------------------------------- */
 
 /* invalidate_inode_pages2_range analogue (seed 004: LockPage; gather_all_mmap_users;
- * writeback; ClearPageUptodate; UnlockPage): lock the pages, unmap every granule over them
- * (KVM zaps), write back a page that is DIRTY, clear UPTODATE and RESERVED, unlock. A pinned
- * page cannot be dropped (a DMA will still write it): it stays cached and the call returns
- * -EBUSY after doing the rest (seed 000: a failure to invalidate is an error to the caller,
- * never silent). -EIO if laundering a dirty page failed (page kept, DIRTY). */
+ * writeback; ClearPageUptodate; UnlockPage): the range is broken first like a DISCARD's
+ * (BREAKING: new pins and faults wait; the DMAs in flight on it drain), then the pages are
+ * locked, every granule over them unmapped (KVM zaps), a DIRTY page written back, UPTODATE
+ * and RESERVED cleared, the pages unlocked. -EIO if an unmap or laundering a dirty page failed
+ * (pages kept; seed 000: a failure to invalidate is an error to the caller, never silent). */
 int pcache_invalidate_range(struct pcache *pc, uint64_t off, uint64_t len);
 
 /* virtio-blk IN: read the file, coherent with the window: write back the range first (seed
@@ -221,8 +221,7 @@ uint64_t pcache_file_size(struct pcache *pc);
 
 /* External change (a host tool changed [off, off+len) of the file): the same as
  * pcache_invalidate_range; a guest store made before the call is written back first, one made
- * after lands in a freshly read page. -EBUSY: a page stayed cached because a DMA holds a pin
- * on it (retry when the request completes). */
+ * after lands in a freshly read page. */
 int pcache_external_change(struct pcache *pc, uint64_t off, uint64_t len);
 
 /* Race widening for tests (DESIGN: "Delay knob"): CVMM_RACE_DELAY_US=N in the environment

@@ -183,17 +183,9 @@ static int cmd_invalidate(struct control *c, FILE *f, const struct cj_object *o)
 	    check_range(c, f, off, len, UINT64_MAX))
 		return -1;
 	/* DESIGN "external change": lock; unmap (shootdown); write back local dirty data; drop
-	 * UPTODATE; unlock (seed 004). A page pinned by a DMA in flight cannot be dropped: retry
-	 * for up to a second (requests finish in far less). */
-	int r;
-	for (int tries = 0; (r = pcache_external_change(c->d.pc, off, len)) == -EBUSY && tries < 200;
-	     tries++) {
-		struct timespec ts = { 0, 5 * 1000 * 1000 };
-		nanosleep(&ts, NULL);
-	}
-	if (r == -EBUSY)
-		return reply_err(c, f, "invalidate: pages stay cached: a DMA in flight holds them "
-			       "pinned; retry");
+	 * UPTODATE; unlock (seed 004). DMAs in flight on the range are waited for (new ones wait
+	 * for us): the answer is definite (mm/truncate.c, issue 14 defect 5). */
+	int r = pcache_external_change(c->d.pc, off, len);
 	if (r)
 		return reply_err(c, f, "invalidate: %s", strerror(-r));
 	fprintf(f, "{\"ok\":true,\"offset\":%llu,\"length\":%llu}", (unsigned long long)off,
