@@ -94,11 +94,13 @@ void blk_stats_json(struct blk_dev *b, FILE *f)
 		   "\"read_bytes\": %llu, \"write_bytes\": %llu, \"flushes\": %llu, "
 		   "\"discards\": %llu, \"write_zeroes\": %llu, \"get_id\": %llu, "
 		   "\"ioerr\": %llu, \"unsupp\": %llu, \"dropped\": %llu, "
-		   "\"window_dma_requests\": %llu, \"window_pin_errors\": %llu}",
+		   "\"window_dma_requests\": %llu, \"window_pin_errors\": %llu, "
+		   "\"flush\": \"%s\", \"flushes_ignored\": %llu}",
 		b->backend_name ? b->backend_name : "file", U(b->capacity * BLK_SECTOR),
 		U(s.requests), U(s.read_bytes), U(s.write_bytes), U(s.flushes), U(s.discards),
 		U(s.write_zeroes), U(s.get_id), U(s.ioerr), U(s.unsupp), U(s.dropped),
-		U(s.dma_requests), U(s.dma_pin_errors));
+		U(s.dma_requests), U(s.dma_pin_errors), b->flush_ignore ? "ignore" : "sync",
+		U(s.flushes_ignored));
 #undef U
 }
 
@@ -179,8 +181,9 @@ static uint8_t do_rw(struct blk_dev *b, struct vq_req *r, bool write, uint64_t s
 	uint64_t off = sector * BLK_SECTOR;
 	int rc = write ? b->be->ops->write(b->be, r->view, r->view_gpa, (unsigned)k, off, len)
 		       : b->be->ops->read(b->be, r->view, r->view_gpa, (unsigned)k, off, len);
-	if (rc == 0 && write && !has(b, VIRTIO_BLK_F_FLUSH))
-		/* 5.2.6.2: FLUSH offered but not negotiated: a write is stable when completed. */
+	if (rc == 0 && write && !has(b, VIRTIO_BLK_F_FLUSH) && !b->flush_ignore)
+		/* 5.2.6.2: FLUSH offered but not negotiated: a write is stable when completed
+		 * (unless flush = ignore: then nothing is synced, by request). */
 		rc = b->be->ops->flush(b->be);
 	if (rc < 0) {
 		rl_log(&b->rl, "%s of %llu bytes at sector %llu: %s", what, (unsigned long long)len,
@@ -351,7 +354,9 @@ uint32_t blk_handle(void *dev, unsigned q, struct vq_req *r)
 		 * it was submitted, and those have returned from the backend: its sync covers
 		 * them. A FLUSH whose own sync (or the page cache's writeback) fails says so. */
 		st = VIRTIO_BLK_S_OK;
-		if (!b->be->readonly) {
+		if (b->flush_ignore) {
+			STAT(b, flushes_ignored, 1);
+		} else if (!b->be->readonly) {
 			int rc = b->be->ops->flush(b->be);
 			if (rc < 0) {
 				rl_log(&b->rl, "flush: %s", strerror(-rc));

@@ -210,6 +210,7 @@ struct blk_stats {
 	uint64_t ioerr, unsupp, dropped; /* dropped: no status byte to write */
 	uint64_t dma_requests;  /* requests with buffers in the pmem window (pinned) */
 	uint64_t dma_pin_errors;
+	uint64_t flushes_ignored; /* FLUSHes acknowledged without syncing (flush_ignore) */
 };
 
 struct blk_dev {
@@ -227,6 +228,9 @@ struct blk_dev {
 	/* Requests run at once (devices/vq_exec.h); BLK_WORKERS_DEFAULT unless set before the
 	 * transport is created ([blk] workers). 1 = one at a time on the queue's I/O thread. */
 	unsigned workers;
+	/* [blk] flush = ignore: FLUSH completes OK at once, nothing is synced (throwaway CI
+	 * guests; the disk is not crash-safe, the stats and a start-up line say so). */
+	bool flush_ignore;
 };
 
 #define BLK_WORKERS_DEFAULT 16

@@ -31,6 +31,7 @@ enum key_type {
 	KEY_BOOL,    /* config_parse_bool */
 	KEY_INT,     /* decimal, 0..INT_MAX; ranges are config_validate's job */
 	KEY_UINT,    /* decimal, 0..UINT_MAX */
+	KEY_FLUSH,   /* "sync" (false) or "ignore" (true): a device's flush policy */
 };
 
 struct key_desc {
@@ -61,6 +62,7 @@ static const struct key_desc config_keys[] = {
 	{ "pmem", "granule", KEY_SIZE, FIELD(pmem.granule) },
 	{ "pmem", "populate", KEY_BOOL, FIELD(pmem.populate) },
 	{ "pmem", "readonly", KEY_BOOL, FIELD(pmem.readonly) },
+	{ "pmem", "flush", KEY_FLUSH, FIELD(pmem.flush_ignore) },
 	{ "blk", "path", KEY_PATH, FIELD(blk.path) },
 	{ "blk", "offset", KEY_SIZE, FIELD(blk.offset) },
 	{ "blk", "size", KEY_SIZE, FIELD(blk.size) },
@@ -68,6 +70,7 @@ static const struct key_desc config_keys[] = {
 	{ "blk", "direct", KEY_BOOL, FIELD(blk.direct) },
 	{ "blk", "workers", KEY_UINT, FIELD(blk.workers) },
 	{ "blk", "write_log", KEY_PATH, FIELD(blk.write_log) },
+	{ "blk", "flush", KEY_FLUSH, FIELD(blk.flush_ignore) },
 };
 
 __attribute__((format(printf, 3, 4)))
@@ -297,6 +300,12 @@ static int config_set_at(struct vm_config *c, const char *section, const char *k
 			return config_fail(err, errlen, "%s: bad number '%s' for '%s'", where, value,
 					   key);
 		*(unsigned *)field = (unsigned)u;
+		break;
+	case KEY_FLUSH:
+		if (strcmp(value, "sync") && strcmp(value, "ignore"))
+			return config_fail(err, errlen, "%s: bad flush policy '%s' for '%s' (want sync "
+					   "or ignore)", where, value, key);
+		*(bool *)field = !strcmp(value, "ignore");
 		break;
 	}
 
@@ -614,6 +623,9 @@ int config_validate(const struct vm_config *c, char *err, size_t errlen)
 	}
 	if (c->blk.present && !c->blk.path[0])
 		return config_fail(err, errlen, "blk path: not set ([blk] path = FILE)");
+	if (c->blk.write_log[0] && c->blk.flush_ignore)
+		return config_fail(err, errlen, "blk flush = ignore with write_log: the log would "
+				   "have no FLUSH points to replay to; drop one of them");
 	if (c->blk.workers > CONFIG_MAX_BLK_WORKERS)
 		return config_fail(err, errlen, "blk workers: %u is more than %u", c->blk.workers,
 				   CONFIG_MAX_BLK_WORKERS);

@@ -23,6 +23,8 @@ struct pmem_config {
 	uint64_t granule;      /* bytes; 0 = choose automatically */
 	bool populate;
 	bool readonly;
+	bool flush_ignore;     /* flush = ignore: FLUSH is acknowledged after writeback, without
+				* fdatasync (throwaway CI guests; not crash-safe) */
 };
 
 struct blk_config {
@@ -35,6 +37,7 @@ struct blk_config {
 	unsigned workers;      /* requests run at once; 0 = the device's default (16) */
 	char write_log[CONFIG_PATH_MAX]; /* dm-log-writes log of the disk, "" = none
 					  * (devices/blk_log.h); base image at PATH.base */
+	bool flush_ignore;     /* flush = ignore: FLUSH completes at once, nothing synced */
 };
 
 #define CONFIG_SERIAL_LIMIT_DEFAULT (64ULL << 20)

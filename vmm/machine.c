@@ -83,6 +83,10 @@ static int blk_setup(struct vm *vm, char *err, size_t errlen)
 	}
 	vm->blk->backend_name = shared ? "pcache" : "file";
 	_Static_assert(CONFIG_MAX_BLK_WORKERS == BLK_WORKERS_MAX, "[blk] workers bound");
+	vm->blk->flush_ignore = c->flush_ignore;
+	if (c->flush_ignore && !c->readonly)
+		fprintf(stderr, "cvmm: [blk] flush = ignore: FLUSH is acknowledged without syncing: "
+			"the disk is NOT crash-safe (for throwaway guests)\n");
 	if (c->workers)
 		vm->blk->workers = c->workers;
 	struct virtq_dma dma = { .mem = &vm->mem };

@@ -95,6 +95,10 @@ int pmem_window_create(struct pmem_window **out, const struct pmem_config *cfg, 
 		return -1;
 	}
 	w->readonly = cfg->readonly;
+	w->flush_ignore = cfg->flush_ignore;
+	if (w->flush_ignore && !w->readonly)
+		fprintf(stderr, "cvmm: [pmem] flush = ignore: FLUSH is acknowledged without syncing the "
+			"file: the window is NOT crash-safe (for throwaway guests)\n");
 	/* Check the granule count before the file is created or extended, when we can. */
 	if (cfg->size && check_granules(cfg->size, cfg->granule, kvm_fd, err, errlen))
 		goto fail;
@@ -296,7 +300,16 @@ enum pmem_exit pmem_window_internal(struct pmem_window *w, int index, int vcpu_f
 
 int pmem_window_flush(struct pmem_window *w)
 {
-	int r = pcache_flush(w->pc, &w->errseq);
+	int r;
+	if (w->flush_ignore) {
+		/* The guest's stores still reach the file (the blk view and host tools read it
+		 * through the cache anyway); only the fdatasync, most of a FLUSH's cost, is
+		 * skipped. A writeback error is still an error. */
+		__atomic_add_fetch(&w->flushes_ignored, 1, __ATOMIC_RELAXED);
+		r = pcache_writeback_range(w->pc, 0, w->size);
+	} else {
+		r = pcache_flush(w->pc, &w->errseq);
+	}
 	return pcache_broken(w->pc) ? -EIO : r;
 }
 
@@ -304,17 +317,21 @@ void pmem_window_summary(struct pmem_window *w, char *buf, size_t len)
 {
 	char a[32], b[32], line[512];
 	pcache_stats_line(w->pc, line, sizeof(line));
-	snprintf(buf, len, "pmem: %s at 0x%llx, granule %s%s: %s", human(w->size, a, sizeof(a)),
+	snprintf(buf, len, "pmem: %s at 0x%llx, granule %s%s%s: %s", human(w->size, a, sizeof(a)),
 		 (unsigned long long)w->base, human(w->granule, b, sizeof(b)),
-		 w->readonly ? ", read-only" : "", line);
+		 w->readonly ? ", read-only" : "",
+		 w->flush_ignore ? ", flush = ignore (not crash-safe)" : "", line);
 }
 
 void pmem_window_stats_json(struct pmem_window *w, FILE *f)
 {
 	fprintf(f, "{\"base\": %llu, \"size\": %llu, \"granule\": %llu, \"dirty_log\": \"%s\", "
-		   "\"cache\": ", (unsigned long long)w->base, (unsigned long long)w->size,
+		   "\"flush\": \"%s\", \"flushes_ignored\": %llu, \"cache\": ",
+		(unsigned long long)w->base, (unsigned long long)w->size,
 		(unsigned long long)w->granule,
-		w->ring_entries ? "ring" : w->manual_protect ? "bitmap-manual-protect" : "bitmap");
+		w->ring_entries ? "ring" : w->manual_protect ? "bitmap-manual-protect" : "bitmap",
+		w->flush_ignore ? "ignore" : "sync",
+		(unsigned long long)__atomic_load_n(&w->flushes_ignored, __ATOMIC_RELAXED));
 	pcache_stats_json(w->pc, f);
 	fputc('}', f);
 }

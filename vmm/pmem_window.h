@@ -39,6 +39,8 @@ struct pmem_window {
 	 * vCPU's own thread. */
 	uint64_t fetch_rip[CONFIG_MAX_CPUS];
 	uint64_t discarded_warned;
+	bool flush_ignore;      /* [pmem] flush = ignore: FLUSH writes back, never syncs */
+	uint64_t flushes_ignored; /* atomic */
 };
 
 /* Where the window goes: at or above 4 GiB, after high RAM, 128 MiB aligned.

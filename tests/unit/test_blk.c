@@ -403,6 +403,32 @@ static void test_flush(void **state)
 	assert_int_equal(f->m->flushes, 1);
 }
 
+/* [blk] flush = ignore (issue 15, for throwaway CI guests): FLUSH completes OK without
+ * reaching the backend, and so does the write-through sync of a driver that did not
+ * negotiate FLUSH; both are counted, and the stats say the policy. */
+static void test_flush_ignore(void **state)
+{
+	struct fx *f = *state;
+	f->b.flush_ignore = true;
+	uint32_t used;
+	assert_int_equal(rw(f, VIRTIO_BLK_T_FLUSH, 0, 0, 0, &used), VIRTIO_BLK_S_OK);
+	assert_int_equal(used, 1);
+	assert_int_equal(f->m->flushes, 0);
+	assert_int_equal(f->b.st.flushes_ignored, 1);
+	assert_int_equal(blk_virtio_ops.set_features(&f->b, f->b.offered &
+						     ~(1ULL << VIRTIO_BLK_F_FLUSH)), 0);
+	assert_int_equal(rw(f, VIRTIO_BLK_T_OUT, 0, DATA_GPA, 512, NULL), VIRTIO_BLK_S_OK);
+	assert_int_equal(f->m->writes, 1);
+	assert_int_equal(f->m->flushes, 0);
+	char *buf;
+	size_t len;
+	FILE *mf = open_memstream(&buf, &len);
+	blk_stats_json(&f->b, mf);
+	fclose(mf);
+	assert_non_null(strstr(buf, "\"flush\": \"ignore\", \"flushes_ignored\": 1"));
+	free(buf);
+}
+
 static void test_flush_not_negotiated(void **state)
 {
 	struct fx *f = *state;
@@ -759,6 +785,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bounds, setup_rw, teardown),
 		cmocka_unit_test_setup_teardown(test_stray_bytes, setup_rw, teardown),
 		cmocka_unit_test_setup_teardown(test_flush, setup_mem, teardown),
+		cmocka_unit_test_setup_teardown(test_flush_ignore, setup_mem, teardown),
 		cmocka_unit_test_setup_teardown(test_flush_not_negotiated, setup_mem, teardown),
 		cmocka_unit_test_setup_teardown(test_backend_error, setup_mem, teardown),
 		cmocka_unit_test_setup_teardown(test_get_id, setup_rw, teardown),

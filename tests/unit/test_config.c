@@ -103,6 +103,34 @@ static void test_defaults(void **state)
 }
 
 /* Issue 14 defect 3: the console's byte budget is a [vm] key and a flag. */
+/* flush = sync | ignore for [blk] and [pmem] (issue 15); anything else is refused by name,
+ * and a write log without FLUSH points is refused at validation. */
+static void test_flush_policy_key(void **state)
+{
+	struct scratch *s = *state;
+	struct vm_config c;
+	char err[512] = "";
+
+	if (parse(&c, "[blk]\nflush = ignore\n[pmem]\nflush = ignore\n", err, sizeof(err)))
+		fail_msg("%s", err);
+	assert_true(c.blk.flush_ignore);
+	assert_true(c.pmem.flush_ignore);
+	assert_int_equal(parse(&c, "[blk]\nflush = sync\n", err, sizeof(err)), 0);
+	assert_false(c.blk.flush_ignore);
+	config_defaults(&c);
+	assert_false(c.blk.flush_ignore || c.pmem.flush_ignore); /* syncing unless asked */
+	assert_int_equal(parse(&c, "[blk]\nflush = off\n", err, sizeof(err)), -1);
+	assert_err_has(err, "flush policy 'off'", "sync or ignore", NULL);
+	config_defaults(&c);
+	snprintf(c.kernel, sizeof(c.kernel), "%s", s->kernel);
+	c.blk.present = true;
+	snprintf(c.blk.path, sizeof(c.blk.path), "%s", s->kernel);
+	snprintf(c.blk.write_log, sizeof(c.blk.write_log), "%s/w.log", s->dir);
+	c.blk.flush_ignore = true;
+	assert_int_equal(config_validate(&c, err, sizeof(err)), -1);
+	assert_err_has(err, "flush = ignore", "write_log", NULL);
+}
+
 static void test_serial_limit_key(void **state)
 {
 	struct vm_config c;
@@ -698,6 +726,7 @@ int main(void)
 						scratch_teardown),
 		cmocka_unit_test_setup_teardown(test_parse_file_errors, scratch_setup,
 						scratch_teardown),
+		cmocka_unit_test_setup_teardown(test_flush_policy_key, scratch_setup, scratch_teardown),
 		cmocka_unit_test_setup_teardown(test_validate, scratch_setup, scratch_teardown),
 		cmocka_unit_test(test_serial_limit_key),
 	};
