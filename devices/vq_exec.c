@@ -40,10 +40,14 @@ int vq_exec_init(struct vq_exec *ex, unsigned max, unsigned req_cap, struct virt
 	return 0;
 }
 
-/* ex->lock held: job j was handled with used length len. Push it, notify if the driver asked
- * (before the job counts as finished: see vq_exec.h), give the job back. */
-static void finish_job(struct vq_exec *ex, struct vq_job *j, uint32_t len)
+/* ex->lock held (dropped while the device handles the request): run job j, push it, notify
+ * if the driver asked (before the job counts as finished: see vq_exec.h), give the job back.
+ * The worker's loop and the no-thread fallback both end here. */
+static void run_job(struct vq_exec *ex, struct vq_job *j)
 {
+	pthread_mutex_unlock(&ex->lock);
+	uint32_t len = ex->ops->handle(ex->dev, ex->qidx, &j->req);
+	pthread_mutex_lock(&ex->lock);
 	virtq_push(ex->vq, j->req.head, len);
 	if (virtq_should_notify(ex->vq))
 		ex->notify(ex->ctx);
@@ -71,12 +75,7 @@ static void *worker(void *arg)
 		ex->head = j->next;
 		if (!ex->head)
 			ex->tail = &ex->head;
-		pthread_mutex_unlock(&ex->lock);
-
-		uint32_t len = ex->ops->handle(ex->dev, ex->qidx, &j->req);
-
-		pthread_mutex_lock(&ex->lock);
-		finish_job(ex, j, len);
+		run_job(ex, j);
 	}
 	pthread_mutex_unlock(&ex->lock);
 	return NULL;
@@ -152,10 +151,7 @@ static int exec_drain_step(void *arg)
 		/* No thread at all (thread creation failed): run it here. */
 		ex->head = NULL;
 		ex->tail = &ex->head;
-		pthread_mutex_unlock(&ex->lock);
-		uint32_t len = ex->ops->handle(ex->dev, ex->qidx, &j->req);
-		pthread_mutex_lock(&ex->lock);
-		finish_job(ex, j, len);
+		run_job(ex, j);
 	}
 	pthread_mutex_unlock(&ex->lock);
 	return VQ_POP_OK;

@@ -48,12 +48,11 @@ static void break_end(struct pcache *pc, uint64_t p0, uint64_t p1)
  * drop them. A page whose launder failed keeps its data (DIRTY) for a retry. */
 static int drop_locked(struct pcache *pc, uint64_t p0, uint64_t p1)
 {
-	int ret = pcache_launder_locked(pc, p0, p1, true) ? -EIO : 0;
+	int ret = pcache_launder_locked(pc, p0, p1, false) ? -EIO : 0;
 	for (uint64_t p = p0; p < p1; p++) {
 		uint32_t *w = &pc->flags[p];
-		if (pin_count(&pc->pins[p])) {
-			if (!ret)
-				ret = -EBUSY;
+		if (pin_count(&pc->pins[p])) { /* cannot be: BREAKING refused it and drained */
+			pcache_bug(pc, "no pin on a drained range", __FILE__, __LINE__);
 			continue;
 		}
 		if (page_flags(w) & PG_DIRTY) /* launder failed: keep the data */

@@ -61,11 +61,14 @@ static int fail(int code, const char *fmt, ...)
 	return code;
 }
 
-static bool read_at(int fd, void *buf, size_t len, uint64_t off)
+/* pread (wr false) or pwrite all of len bytes at off, resuming after short transfers and
+ * EINTR. False on an error, or at the end of the file for a read (a truncated log). */
+static bool io_at(int fd, bool wr, void *buf, size_t len, uint64_t off)
 {
 	size_t done = 0;
 	while (done < len) {
-		ssize_t r = pread(fd, (char *)buf + done, len - done, (off_t)(off + done));
+		ssize_t r = wr ? pwrite(fd, (char *)buf + done, len - done, (off_t)(off + done))
+			       : pread(fd, (char *)buf + done, len - done, (off_t)(off + done));
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0)
@@ -75,18 +78,14 @@ static bool read_at(int fd, void *buf, size_t len, uint64_t off)
 	return true;
 }
 
+static bool read_at(int fd, void *buf, size_t len, uint64_t off)
+{
+	return io_at(fd, false, buf, len, off);
+}
+
 static bool write_at(int fd, const void *buf, size_t len, uint64_t off)
 {
-	size_t done = 0;
-	while (done < len) {
-		ssize_t r = pwrite(fd, (const char *)buf + done, len - done, (off_t)(off + done));
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return false;
-		done += (size_t)r;
-	}
-	return true;
+	return io_at(fd, true, (void *)buf, len, off);
 }
 
 static uint64_t le64_at(const uint8_t *p)
