@@ -201,6 +201,16 @@ struct blk_dma_ops {
  * window buffers (and only that device's). Install the pins with blk_set_dma. */
 int blk_dma_window_create(struct pcache *pc, uint64_t gpa_base, const struct guest_mem *ram,
 			  void **ctx_out, struct virtq_dma *dma_out, char *err, size_t errlen);
+/* The same for several windows (a VM with several [pmem] devices): a request may point into
+ * any of them. Windows onto one file share its cache; its ranges are pinned in one call. */
+#define BLK_DMA_WINDOWS_MAX 8
+struct blk_dma_window {
+	struct pcache *pc;
+	uint64_t gpa_base;
+};
+int blk_dma_windows_create(const struct blk_dma_window *win, unsigned n,
+			   const struct guest_mem *ram, void **ctx_out, struct virtq_dma *dma_out,
+			   char *err, size_t errlen);
 extern const struct blk_dma_ops blk_dma_window_ops;
 
 /* ---- the device ------------------------------------------------------------------------ */

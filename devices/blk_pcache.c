@@ -165,72 +165,122 @@ int blk_pcache_open(const struct blk_pcache_opts *o, struct blk_backend **out, c
 
 /* ---- window DMA ---------------------------------------------------------------------------- */
 
+/* The windows a disk's requests may point into. Ranges are pinned per cache: all of one
+ * cache's in ONE pcache_pin_ranges call (two windows onto one file share a cache, and a second
+ * call could wait for a break that waits for the first call's pins: pins before locks, seed
+ * 003), caches in a fixed order, all or nothing. */
 struct dma_window {
 	struct pcache *pc;
 	uint64_t base, size;
 };
 
+struct dma_windows {
+	unsigned n;
+	struct dma_window w[BLK_DMA_WINDOWS_MAX];
+};
+
 static void *window_translate(void *ctx, uint64_t gpa, uint64_t len, bool writable)
 {
 	(void)writable;
-	struct dma_window *w = ctx;
-	/* wholly inside, overflow-safe: off < size and len <= size - off */
-	if (gpa < w->base || len == 0)
+	struct dma_windows *ws = ctx;
+	if (len == 0)
 		return NULL;
-	uint64_t off = gpa - w->base;
-	if (off >= w->size || len > w->size - off)
-		return NULL;
-	return pcache_mem(w->pc) + off;
+	for (unsigned i = 0; i < ws->n; i++) {
+		struct dma_window *w = &ws->w[i];
+		/* wholly inside, overflow-safe: off < size and len <= size - off */
+		if (gpa < w->base)
+			continue;
+		uint64_t off = gpa - w->base;
+		if (off >= w->size || len > w->size - off)
+			continue;
+		return pcache_mem(w->pc) + off;
+	}
+	return NULL;
 }
 
 #define MAX_RANGES 1024
 
-/* The segments that lie in the window, as cache ranges (others are RAM: ignored). */
-static unsigned window_ranges(struct dma_window *w, const struct iovec *iov, const uint64_t *gpa,
-			      unsigned n, unsigned nout, struct pcache_range *r)
+/* The segments that lie in a window of cache pc, as cache ranges (others are RAM or another
+ * cache's: ignored). */
+static unsigned window_ranges(struct dma_windows *ws, struct pcache *pc, const struct iovec *iov,
+			      const uint64_t *gpa, unsigned n, unsigned nout,
+			      struct pcache_range *r)
 {
 	unsigned k = 0;
 	for (unsigned i = 0; i < n && k < MAX_RANGES; i++) {
 		uint64_t len = iov[i].iov_len;
-		if (!len || gpa[i] < w->base || gpa[i] - w->base >= w->size ||
-		    len > w->size - (gpa[i] - w->base))
-			continue;
-		r[k].off = gpa[i] - w->base;
-		r[k].len = len;
-		r[k].write = i >= nout;
-		k++;
+		for (unsigned j = 0; j < ws->n; j++) {
+			struct dma_window *w = &ws->w[j];
+			if (w->pc != pc || !len || gpa[i] < w->base || gpa[i] - w->base >= w->size ||
+			    len > w->size - (gpa[i] - w->base))
+				continue;
+			r[k].off = gpa[i] - w->base;
+			r[k].len = len;
+			r[k].write = i >= nout;
+			k++;
+			break;
+		}
 	}
 	return k;
+}
+
+/* Distinct caches, in window order (the order is fixed for the VM's life). */
+static bool first_of_cache(struct dma_windows *ws, unsigned j)
+{
+	for (unsigned i = 0; i < j; i++)
+		if (ws->w[i].pc == ws->w[j].pc)
+			return false;
+	return true;
+}
+
+static void unpin_caches(struct dma_windows *ws, unsigned upto, const struct iovec *iov,
+			 const uint64_t *gpa, unsigned n, unsigned nout, bool wrote)
+{
+	struct pcache_range r[MAX_RANGES];
+	for (unsigned j = 0; j < upto; j++) {
+		if (!first_of_cache(ws, j))
+			continue;
+		unsigned k = window_ranges(ws, ws->w[j].pc, iov, gpa, n, nout, r);
+		if (k)
+			pcache_unpin_ranges(ws->w[j].pc, r, k, wrote);
+	}
 }
 
 static int window_pin(void *ctx, const struct iovec *iov, const uint64_t *gpa, unsigned n,
 		      unsigned nout)
 {
-	struct dma_window *w = ctx;
+	struct dma_windows *ws = ctx;
 	struct pcache_range r[MAX_RANGES];
 	if (n > MAX_RANGES)
 		return -E2BIG;
-	unsigned k = window_ranges(w, iov, gpa, n, nout, r);
-	return k ? pcache_pin_ranges(w->pc, r, k) : 0;
+	for (unsigned j = 0; j < ws->n; j++) {
+		if (!first_of_cache(ws, j))
+			continue;
+		unsigned k = window_ranges(ws, ws->w[j].pc, iov, gpa, n, nout, r);
+		int e = k ? pcache_pin_ranges(ws->w[j].pc, r, k) : 0;
+		if (e) {
+			unpin_caches(ws, j, iov, gpa, n, nout, false);
+			return e;
+		}
+	}
+	return 0;
 }
 
 static void window_unpin(void *ctx, const struct iovec *iov, const uint64_t *gpa, unsigned n,
 			 unsigned nout, bool wrote)
 {
-	struct dma_window *w = ctx;
-	struct pcache_range r[MAX_RANGES];
-	unsigned k = window_ranges(w, iov, gpa, n, nout, r);
-	if (k)
-		pcache_unpin_ranges(w->pc, r, k, wrote);
+	struct dma_windows *ws = ctx;
+	unpin_caches(ws, ws->n, iov, gpa, n, nout, wrote);
 }
 
 static void window_destroy(void *ctx)
 {
-	struct dma_window *w = ctx;
-	if (!w)
+	struct dma_windows *ws = ctx;
+	if (!ws)
 		return;
-	pcache_put(w->pc);
-	free(w);
+	for (unsigned i = 0; i < ws->n; i++)
+		pcache_put(ws->w[i].pc);
+	free(ws);
 }
 
 const struct blk_dma_ops blk_dma_window_ops = {
@@ -239,19 +289,34 @@ const struct blk_dma_ops blk_dma_window_ops = {
 	.destroy = window_destroy,
 };
 
-int blk_dma_window_create(struct pcache *pc, uint64_t gpa_base, const struct guest_mem *ram,
-			  void **ctx_out, struct virtq_dma *dma_out, char *err, size_t errlen)
+int blk_dma_windows_create(const struct blk_dma_window *win, unsigned n,
+			   const struct guest_mem *ram, void **ctx_out, struct virtq_dma *dma_out,
+			   char *err, size_t errlen)
 {
-	struct dma_window *w = calloc(1, sizeof(*w));
-	if (!w) {
+	if (n == 0 || n > BLK_DMA_WINDOWS_MAX) {
+		snprintf(err, errlen, "blk: %u DMA windows (1..%d)", n, BLK_DMA_WINDOWS_MAX);
+		return -1;
+	}
+	struct dma_windows *ws = calloc(1, sizeof(*ws));
+	if (!ws) {
 		snprintf(err, errlen, "blk: out of memory");
 		return -1;
 	}
-	w->pc = pc;
-	w->base = gpa_base;
-	w->size = pcache_size(pc);
-	pcache_get(pc);
-	*ctx_out = w;
-	*dma_out = (struct virtq_dma){ .mem = ram, .translate = window_translate, .ctx = w };
+	for (unsigned i = 0; i < n; i++) {
+		ws->w[i].pc = win[i].pc;
+		ws->w[i].base = win[i].gpa_base;
+		ws->w[i].size = pcache_size(win[i].pc);
+		pcache_get(win[i].pc);
+	}
+	ws->n = n;
+	*ctx_out = ws;
+	*dma_out = (struct virtq_dma){ .mem = ram, .translate = window_translate, .ctx = ws };
 	return 0;
+}
+
+int blk_dma_window_create(struct pcache *pc, uint64_t gpa_base, const struct guest_mem *ram,
+			  void **ctx_out, struct virtq_dma *dma_out, char *err, size_t errlen)
+{
+	struct blk_dma_window w = { .pc = pc, .gpa_base = gpa_base };
+	return blk_dma_windows_create(&w, 1, ram, ctx_out, dma_out, err, errlen);
 }

@@ -32,10 +32,12 @@ enum key_type {
 	KEY_INT,     /* decimal, 0..INT_MAX; ranges are config_validate's job */
 	KEY_UINT,    /* decimal, 0..UINT_MAX */
 	KEY_FLUSH,   /* "sync" (false) or "ignore" (true): a device's flush policy */
+	KEY_FAULT,   /* one more line of a struct fault_lines (a fault-injection rule) */
 };
 
 struct key_desc {
-	const char *section;
+	const char *section;   /* "vm": field of struct vm_config; "pmem" / "blk": of the device's
+				* struct pmem_config / struct blk_config */
 	const char *key;
 	enum key_type type;
 	size_t off;
@@ -43,6 +45,8 @@ struct key_desc {
 };
 
 #define FIELD(f) offsetof(struct vm_config, f), sizeof(((struct vm_config *)0)->f)
+#define PMEM(f) offsetof(struct pmem_config, f), sizeof(((struct pmem_config *)0)->f)
+#define BLK(f) offsetof(struct blk_config, f), sizeof(((struct blk_config *)0)->f)
 
 static const struct key_desc config_keys[] = {
 	{ "vm", "kernel", KEY_PATH, FIELD(kernel) },
@@ -57,20 +61,22 @@ static const struct key_desc config_keys[] = {
 	{ "vm", "control", KEY_PATH, FIELD(control) },
 	{ "vm", "timeout", KEY_UINT, FIELD(timeout_s) },
 	{ "vm", "seccomp", KEY_BOOL, FIELD(seccomp) },
-	{ "pmem", "path", KEY_PATH, FIELD(pmem.path) },
-	{ "pmem", "size", KEY_SIZE, FIELD(pmem.size) },
-	{ "pmem", "granule", KEY_SIZE, FIELD(pmem.granule) },
-	{ "pmem", "populate", KEY_BOOL, FIELD(pmem.populate) },
-	{ "pmem", "readonly", KEY_BOOL, FIELD(pmem.readonly) },
-	{ "pmem", "flush", KEY_FLUSH, FIELD(pmem.flush_ignore) },
-	{ "blk", "path", KEY_PATH, FIELD(blk.path) },
-	{ "blk", "offset", KEY_SIZE, FIELD(blk.offset) },
-	{ "blk", "size", KEY_SIZE, FIELD(blk.size) },
-	{ "blk", "readonly", KEY_BOOL, FIELD(blk.readonly) },
-	{ "blk", "direct", KEY_BOOL, FIELD(blk.direct) },
-	{ "blk", "workers", KEY_UINT, FIELD(blk.workers) },
-	{ "blk", "write_log", KEY_PATH, FIELD(blk.write_log) },
-	{ "blk", "flush", KEY_FLUSH, FIELD(blk.flush_ignore) },
+	{ "pmem", "path", KEY_PATH, PMEM(path) },
+	{ "pmem", "size", KEY_SIZE, PMEM(size) },
+	{ "pmem", "granule", KEY_SIZE, PMEM(granule) },
+	{ "pmem", "populate", KEY_BOOL, PMEM(populate) },
+	{ "pmem", "readonly", KEY_BOOL, PMEM(readonly) },
+	{ "pmem", "flush", KEY_FLUSH, PMEM(flush_ignore) },
+	{ "pmem", "fault", KEY_FAULT, PMEM(faults) },
+	{ "blk", "path", KEY_PATH, BLK(path) },
+	{ "blk", "offset", KEY_SIZE, BLK(offset) },
+	{ "blk", "size", KEY_SIZE, BLK(size) },
+	{ "blk", "readonly", KEY_BOOL, BLK(readonly) },
+	{ "blk", "direct", KEY_BOOL, BLK(direct) },
+	{ "blk", "workers", KEY_UINT, BLK(workers) },
+	{ "blk", "write_log", KEY_PATH, BLK(write_log) },
+	{ "blk", "flush", KEY_FLUSH, BLK(flush_ignore) },
+	{ "blk", "fault", KEY_FAULT, BLK(faults) },
 };
 
 __attribute__((format(printf, 3, 4)))
@@ -104,7 +110,6 @@ void config_defaults(struct vm_config *c)
 	strcpy(c->serial, "stdio");
 	c->serial_limit = CONFIG_SERIAL_LIMIT_DEFAULT;
 	c->seccomp = true;
-	c->blk.direct = true;
 }
 
 /* Plain decimal only: strtoull would quietly accept "-1" (as 2^64-1), "+5" and " 7". */
@@ -239,11 +244,85 @@ static bool config_known_section(const char *section)
 	return !strcmp(section, "vm") || !strcmp(section, "pmem") || !strcmp(section, "blk");
 }
 
+/* A device name: what the control socket and the stats call it, so plain and short. */
+static bool config_valid_name(const char *name)
+{
+	size_t n = strlen(name);
+	if (!n || n >= CONFIG_NAME_MAX)
+		return false;
+	for (const char *p = name; *p; p++)
+		if (!(config_is_digit(*p) || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      *p == '_' || *p == '-'))
+			return false;
+	return true;
+}
+
+static int config_find_pmem(const struct vm_config *c, const char *name)
+{
+	for (unsigned i = 0; i < c->npmem; i++)
+		if (!strcmp(c->pmem[i].name, name))
+			return (int)i;
+	return -1;
+}
+
+static int config_find_blk(const struct vm_config *c, const char *name)
+{
+	for (unsigned i = 0; i < c->nblk; i++)
+		if (!strcmp(c->blk[i].name, name))
+			return (int)i;
+	return -1;
+}
+
+/* The device struct a [pmem "NAME"] / [blk "NAME"] line sets: found, or created at the end
+ * (order of first appearance is the device order). name NULL or "": the plain section's. */
+static void *config_device(struct vm_config *c, const char *section, const char *name,
+			   const char *where, char *err, size_t errlen)
+{
+	bool pmem = !strcmp(section, "pmem");
+	if (!name || !*name)
+		name = section;
+	if (!config_valid_name(name)) {
+		config_fail(err, errlen, "%s: bad device name \"%s\" (1..%d of A-Z a-z 0-9 _ -)",
+			    where, name, CONFIG_NAME_MAX - 1);
+		return NULL;
+	}
+	int i = pmem ? config_find_pmem(c, name) : config_find_blk(c, name);
+	if (i >= 0)
+		return pmem ? (void *)&c->pmem[i] : (void *)&c->blk[i];
+	if (pmem ? config_find_blk(c, name) >= 0 : config_find_pmem(c, name) >= 0) {
+		config_fail(err, errlen, "%s: device name \"%s\" is taken by a [%s] section; names "
+			    "are shared by [blk] and [pmem]", where, name, pmem ? "blk" : "pmem");
+		return NULL;
+	}
+	if (pmem) {
+		if (c->npmem == CONFIG_MAX_PMEM) {
+			config_fail(err, errlen, "%s: [pmem \"%s\"]: at most %d pmem devices", where,
+				    name, CONFIG_MAX_PMEM);
+			return NULL;
+		}
+		struct pmem_config *d = &c->pmem[c->npmem++];
+		memset(d, 0, sizeof(*d));
+		strcpy(d->name, name);
+		return d;
+	}
+	if (c->nblk == CONFIG_MAX_BLK) {
+		config_fail(err, errlen, "%s: [blk \"%s\"]: at most %d blk devices", where, name,
+			    CONFIG_MAX_BLK);
+		return NULL;
+	}
+	struct blk_config *d = &c->blk[c->nblk++];
+	memset(d, 0, sizeof(*d));
+	strcpy(d->name, name);
+	d->direct = true;
+	return d;
+}
+
 /* The one place a key gets its value. base != NULL: the value came from a file in that
- * directory (flags pass NULL: a relative path on the command line means the cwd). */
-static int config_set_at(struct vm_config *c, const char *section, const char *key,
-			 const char *value, const char *where, const char *base, char *err,
-			 size_t errlen)
+ * directory (flags pass NULL: a relative path on the command line means the cwd).
+ * name: the device of a pmem/blk section (NULL: the plain one). */
+static int config_set_at(struct vm_config *c, const char *section, const char *name,
+			 const char *key, const char *value, const char *where, const char *base,
+			 char *err, size_t errlen)
 {
 	const struct key_desc *k;
 	void *field;
@@ -257,7 +336,14 @@ static int config_set_at(struct vm_config *c, const char *section, const char *k
 	k = config_find_key(section, key);
 	if (!k)
 		return config_fail(err, errlen, "%s: unknown key '%s' in [%s]", where, key, section);
-	field = (char *)c + k->off;
+	if (!strcmp(section, "vm")) {
+		field = (char *)c + k->off;
+	} else {
+		void *dev = config_device(c, section, name, where, err, errlen);
+		if (!dev)
+			return -1;
+		field = (char *)dev + k->off;
+	}
 
 	switch (k->type) {
 	case KEY_STR:
@@ -307,20 +393,35 @@ static int config_set_at(struct vm_config *c, const char *section, const char *k
 					   "or ignore)", where, value, key);
 		*(bool *)field = !strcmp(value, "ignore");
 		break;
+	case KEY_FAULT: {
+		struct fault_lines *fl = field;
+		if (fl->n == CONFIG_MAX_FAULTS)
+			return config_fail(err, errlen, "%s: more than %d fault rules in one device",
+					   where, CONFIG_MAX_FAULTS);
+		if (!*value || strlen(value) >= CONFIG_FAULT_MAX)
+			return config_fail(err, errlen, "%s: fault rule %s (1..%d bytes)", where,
+					   *value ? "too long" : "empty", CONFIG_FAULT_MAX - 1);
+		strcpy(fl->text[fl->n], value);
+		snprintf(fl->where[fl->n], sizeof(fl->where[0]), "%s", where);
+		fl->n++;
+		break;
 	}
-
-	/* Setting any pmem/blk key, from a file or a flag, asks for the device. */
-	if (!strcmp(section, "pmem"))
-		c->pmem.present = true;
-	else if (!strcmp(section, "blk"))
-		c->blk.present = true;
+	}
 	return 0;
 }
 
 int config_set(struct vm_config *c, const char *section, const char *key, const char *value,
 	       const char *where, char *err, size_t errlen)
 {
-	return config_set_at(c, section, key, value, where ? where : "config", NULL, err, errlen);
+	return config_set_at(c, section, NULL, key, value, where ? where : "config", NULL, err,
+			     errlen);
+}
+
+int config_set_dev(struct vm_config *c, const char *section, const char *name, const char *key,
+		   const char *value, const char *where, char *err, size_t errlen)
+{
+	return config_set_at(c, section, name, key, value, where ? where : "config", NULL, err,
+			     errlen);
 }
 
 static char *config_trim(char *s)
@@ -373,11 +474,46 @@ static int config_unquote(char *v, const char *where, const char *key, char *err
 	return 0;
 }
 
+/* `vm`, `pmem`, `blk`, `pmem "NAME"` or `blk "NAME"` (the text between the brackets): sets
+ * section and name (section[8], name[CONFIG_NAME_MAX]) and creates the device, so that a
+ * section without keys still asks for one. */
+static int config_section_header(struct vm_config *c, char *line, char *section, char *name,
+				 const char *where, char *err, size_t errlen)
+{
+	char *q = strchr(line, '"');
+	char *nm = NULL;
+	if (q) {
+		char *end = strchr(q + 1, '"');
+		if (!end || *config_trim(end + 1))
+			return config_fail(err, errlen, "%s: malformed section header [%s] (want "
+					   "[blk \"NAME\"])", where, line);
+		*end = '\0';
+		nm = q + 1;
+		*q = '\0';
+		line = config_trim(line);
+	}
+	if (!config_known_section(line) || (nm && !strcmp(line, "vm")))
+		return config_fail(err, errlen, "%s: unknown section [%s] (want [vm], [pmem], [blk], "
+				   "[pmem \"NAME\"] or [blk \"NAME\"])", where, line);
+	strcpy(section, line);
+	name[0] = '\0';
+	if (nm) {
+		if (!config_valid_name(nm))
+			return config_fail(err, errlen, "%s: bad device name \"%s\" (1..%d of A-Z a-z "
+					   "0-9 _ -)", where, nm, CONFIG_NAME_MAX - 1);
+		strcpy(name, nm);
+	}
+	if (strcmp(section, "vm") && !config_device(c, section, name, where, err, errlen))
+		return -1;
+	return 0;
+}
+
 static int config_parse_text(struct vm_config *c, const char *text, size_t len, const char *name,
 			     const char *base, char *err, size_t errlen)
 {
 	char where[CONFIG_PATH_MAX + 32];
 	char section[8] = "";
+	char dev[CONFIG_NAME_MAX] = "";
 	char *buf, *line, *next;
 	unsigned lineno = 0;
 	int rc = -1;
@@ -426,17 +562,8 @@ static int config_parse_text(struct vm_config *c, const char *text, size_t len, 
 				goto out;
 			}
 			line = config_trim(line + 1);
-			if (!config_known_section(line)) {
-				config_fail(err, errlen,
-					    "%s: unknown section [%s] (want [vm], [pmem] or [blk])",
-					    where, line);
+			if (config_section_header(c, line, section, dev, where, err, errlen) < 0)
 				goto out;
-			}
-			strcpy(section, line);
-			if (!strcmp(section, "pmem"))
-				c->pmem.present = true;
-			else if (!strcmp(section, "blk"))
-				c->blk.present = true;
 			continue;
 		}
 
@@ -469,7 +596,7 @@ static int config_parse_text(struct vm_config *c, const char *text, size_t len, 
 			config_strip_comment(value);
 			value = config_trim(value);
 		}
-		if (config_set_at(c, section, key, value, where, base, err, errlen) < 0)
+		if (config_set_at(c, section, dev, key, value, where, base, err, errlen) < 0)
 			goto out;
 	}
 	rc = 0;
@@ -564,6 +691,84 @@ out:
 	return rc;
 }
 
+/* Messages name the device the way its section does: "pmem" / "blk" for the plain one. */
+static const char *dev_label(const char *kind, const char *name, char *buf, size_t len)
+{
+	if (!strcmp(kind, name))
+		snprintf(buf, len, "%s", kind);
+	else
+		snprintf(buf, len, "%s \"%s\"", kind, name);
+	return buf;
+}
+
+static int config_validate_pmem(const struct vm_config *c, const struct pmem_config *p,
+				char *err, size_t errlen)
+{
+	char l[64];
+	uint64_t g = p->granule;
+
+	dev_label("pmem", p->name, l, sizeof(l));
+	if (!p->path[0])
+		return config_fail(err, errlen, "%s path: not set ([%s] path = FILE)", l, l);
+	if (p->size % (2 * MIB))
+		return config_fail(err, errlen, "%s size: %llu bytes is not a multiple of 2 MiB", l,
+				   (unsigned long long)p->size);
+	if (g && (g & (g - 1) || g < 4 * KIB || g > 2 * MIB))
+		return config_fail(err, errlen,
+				   "%s granule: %llu bytes is not a power of two in 4 KiB..2 MiB", l,
+				   (unsigned long long)g);
+	(void)c;
+	return 0;
+}
+
+static int config_validate_blk(const struct vm_config *c, const struct blk_config *d,
+			       char *err, size_t errlen)
+{
+	char l[64];
+
+	dev_label("blk", d->name, l, sizeof(l));
+	if (!d->path[0])
+		return config_fail(err, errlen, "%s path: not set ([%s] path = FILE)", l, l);
+	if (d->write_log[0] && d->flush_ignore)
+		return config_fail(err, errlen, "%s flush = ignore with write_log: the log would "
+				   "have no FLUSH points to replay to; drop one of them", l);
+	if (d->workers > CONFIG_MAX_BLK_WORKERS)
+		return config_fail(err, errlen, "%s workers: %u is more than %u", l, d->workers,
+				   CONFIG_MAX_BLK_WORKERS);
+	if (!d->write_log[0])
+		return 0;
+	const char *w = d->write_log;
+	size_t n = strlen(w);
+	if (d->readonly)
+		return config_fail(err, errlen, "%s write_log '%s': the disk is read-only "
+				   "(readonly = on): there is nothing to log", l, w);
+	if (w[n - 1] == '/')
+		return config_fail(err, errlen, "%s write_log '%s': is a directory name, give a "
+				   "file", l, w);
+	if (n + sizeof(".base") > CONFIG_PATH_MAX)
+		return config_fail(err, errlen, "%s write_log: path too long (PATH.base must fit in "
+				   "%d bytes)", l, CONFIG_PATH_MAX);
+	/* (blk_setup also compares the files themselves, by device and inode) */
+	for (unsigned i = 0; i < c->nblk; i++) {
+		if (!strcmp(w, c->blk[i].path))
+			return config_fail(err, errlen, "%s write_log '%s': is a disk image itself; "
+					   "give a new file", l, w);
+		if (&c->blk[i] != d && !strcmp(w, c->blk[i].write_log))
+			return config_fail(err, errlen, "%s write_log '%s': is also the log of "
+					   "another disk; give each its own", l, w);
+	}
+	for (unsigned i = 0; i < c->npmem; i++) {
+		if (!strcmp(w, c->pmem[i].path))
+			return config_fail(err, errlen, "%s write_log '%s': is a pmem image; give a "
+					   "new file", l, w);
+		if (!strcmp(d->path, c->pmem[i].path))
+			return config_fail(err, errlen, "%s write_log '%s': the disk is a [pmem] "
+					   "file, and stores through the pmem window are not logged "
+					   "yet: the log would miss them", l, w);
+	}
+	return 0;
+}
+
 int config_validate(const struct vm_config *c, char *err, size_t errlen)
 {
 	struct stat st;
@@ -607,50 +812,11 @@ int config_validate(const struct vm_config *c, char *err, size_t errlen)
 
 	/* The pmem and blk backing files are not required to exist: the VMM creates them (pmem
 	 * sized by [pmem] size) when it sets the device up, and reports errors then. */
-	if (c->pmem.present) {
-		uint64_t g = c->pmem.granule;
-
-		if (!c->pmem.path[0])
-			return config_fail(err, errlen, "pmem path: not set ([pmem] path = FILE)");
-		if (c->pmem.size % (2 * MIB))
-			return config_fail(err, errlen,
-					   "pmem size: %llu bytes is not a multiple of 2 MiB",
-					   (unsigned long long)c->pmem.size);
-		if (g && (g & (g - 1) || g < 4 * KIB || g > 2 * MIB))
-			return config_fail(err, errlen,
-					   "pmem granule: %llu bytes is not a power of two in 4 KiB..2 MiB",
-					   (unsigned long long)g);
-	}
-	if (c->blk.present && !c->blk.path[0])
-		return config_fail(err, errlen, "blk path: not set ([blk] path = FILE)");
-	if (c->blk.write_log[0] && c->blk.flush_ignore)
-		return config_fail(err, errlen, "blk flush = ignore with write_log: the log would "
-				   "have no FLUSH points to replay to; drop one of them");
-	if (c->blk.workers > CONFIG_MAX_BLK_WORKERS)
-		return config_fail(err, errlen, "blk workers: %u is more than %u", c->blk.workers,
-				   CONFIG_MAX_BLK_WORKERS);
-	if (c->blk.write_log[0]) {
-		const char *w = c->blk.write_log;
-		size_t n = strlen(w);
-		if (!c->blk.present)
-			return config_fail(err, errlen, "blk write_log: set without a disk ([blk] path)");
-		if (c->blk.readonly)
-			return config_fail(err, errlen, "blk write_log '%s': the disk is read-only "
-					   "([blk] readonly = on): there is nothing to log", w);
-		if (w[n - 1] == '/')
-			return config_fail(err, errlen, "blk write_log '%s': is a directory name, "
-					   "give a file", w);
-		if (n + sizeof(".base") > CONFIG_PATH_MAX)
-			return config_fail(err, errlen, "blk write_log: path too long (PATH.base must "
-					   "fit in %d bytes)", CONFIG_PATH_MAX);
-		if (!strcmp(w, c->blk.path) || (c->pmem.present && !strcmp(w, c->pmem.path)))
-			return config_fail(err, errlen, "blk write_log '%s': is the disk or pmem "
-					   "image itself; give a new file", w);
-		/* (blk_setup also compares the files themselves, by device and inode) */
-		if (c->pmem.present && !strcmp(c->blk.path, c->pmem.path))
-			return config_fail(err, errlen, "blk write_log '%s': the disk is the [pmem] "
-					   "file, and stores through the pmem window are not logged "
-					   "yet: the log would miss them", w);
-	}
+	for (unsigned i = 0; i < c->npmem; i++)
+		if (config_validate_pmem(c, &c->pmem[i], err, errlen))
+			return -1;
+	for (unsigned i = 0; i < c->nblk; i++)
+		if (config_validate_blk(c, &c->blk[i], err, errlen))
+			return -1;
 	return 0;
 }

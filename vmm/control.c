@@ -46,7 +46,8 @@ struct control {
 	bool running;
 	struct client cl[CONTROL_CLIENTS];
 	unsigned idle_ms, reply_ms; /* deps' values or the defaults */
-	uint64_t errseq;        /* the control socket's own FLUSH cursor */
+	uint64_t errseq;        /* the control socket's own FLUSH cursor (default device) */
+	uint64_t dev_errseq[CONTROL_DEVICES_MAX]; /* ... and per named device (its own cache) */
 	uint64_t requests, errors, connections, refused, evicted, timed_out;
 };
 
@@ -96,16 +97,55 @@ static int get_u64(struct control *c, FILE *f, const struct cj_object *o, const 
 	return 0;
 }
 
-static uint64_t image_limit(struct control *c)
+/* What a request works on: the default device, or the one its "device" names. */
+struct target {
+	const char *name;       /* NULL: the default */
+	struct pcache *pc;
+	struct blk_dev *blk;
+	uint64_t limit;
+	uint64_t *errseq;
+	const struct control_device *dev; /* NULL: the default */
+};
+
+static int get_target(struct control *c, FILE *f, const struct cj_object *o, struct target *t)
 {
-	uint64_t fs = pcache_file_size(c->d.pc);
-	return fs > c->d.image_limit ? fs : c->d.image_limit;
+	const struct cj_member *m = cj_get(o, "device");
+	*t = (struct target){ .pc = c->d.pc, .blk = c->d.blk, .limit = c->d.image_limit,
+			      .errseq = &c->errseq };
+	if (!m)
+		return 0;
+	if (m->type != CJ_STRING)
+		return reply_err(c, f, "\"device\" must be a string (a device name)");
+	for (unsigned i = 0; i < c->d.ndev; i++) {
+		const struct control_device *d = &c->d.dev[i];
+		if (strcmp(d->name, m->str))
+			continue;
+		*t = (struct target){ .name = d->name, .pc = d->pc, .blk = d->blk,
+				      .limit = d->image_limit, .errseq = &c->dev_errseq[i],
+				      .dev = d };
+		return 0;
+	}
+	char names[256] = "";
+	size_t n = 0;
+	for (unsigned i = 0; i < c->d.ndev && n < sizeof(names); i++)
+		n += (size_t)snprintf(names + n, sizeof(names) - n, "%s%s", i ? ", " : "",
+				      c->d.dev[i].name);
+	char name[64];
+	snprintf(name, sizeof(name), "%s", m->str);
+	return reply_err(c, f, "no device \"%s\" (devices: %s)", name, n ? names : "none");
+}
+
+static uint64_t image_limit(const struct target *t)
+{
+	uint64_t fs = pcache_file_size(t->pc);
+	return fs > t->limit ? fs : t->limit;
 }
 
 /* [off, off+len) with 1 <= len <= max and inside the image. */
-static int check_range(struct control *c, FILE *f, uint64_t off, uint64_t len, uint64_t max)
+static int check_range(struct control *c, FILE *f, const struct target *t, uint64_t off,
+		       uint64_t len, uint64_t max)
 {
-	uint64_t lim = image_limit(c);
+	uint64_t lim = image_limit(t);
 	if (len == 0)
 		return reply_err(c, f, "length out of range: 0 (at least 1 byte)");
 	if (len > max)
@@ -118,11 +158,18 @@ static int check_range(struct control *c, FILE *f, uint64_t off, uint64_t len, u
 	return 0;
 }
 
-static int need_pc(struct control *c, FILE *f)
+/* The target, which must have a page cache (image commands). */
+static int need_pc(struct control *c, FILE *f, const struct cj_object *o, struct target *t)
 {
-	if (!c->d.pc)
-		return reply_err(c, f, "this VM has no [pmem] window: no page cache to keep coherent");
-	return 0;
+	if (get_target(c, f, o, t))
+		return -1;
+	if (t->pc)
+		return 0;
+	if (t->name)
+		return reply_err(c, f, "device \"%s\" has no page cache: its file is not a [pmem] "
+				 "window's (cvmm caches only those; its file may be used directly)",
+				 t->name);
+	return reply_err(c, f, "this VM has no [pmem] window: no page cache to keep coherent");
 }
 
 /* ---- commands ----------------------------------------------------------------------------- */
@@ -149,6 +196,20 @@ static int cmd_stats(struct control *c, FILE *f, const struct cj_object *o)
 		blk_stats_json(c->d.blk, f);
 	else
 		fputs("null", f);
+	/* Every device by name (the two above are the defaults', kept for existing scripts). */
+	fputs(",\"devices\":{", f);
+	for (unsigned i = 0; i < c->d.ndev; i++) {
+		const struct control_device *d = &c->d.dev[i];
+		fprintf(f, "%s\"%s\":{\"kind\":\"%s\",\"stats\":", i ? "," : "", d->name, d->kind);
+		if (d->blk)
+			blk_stats_json(d->blk, f);
+		else if (d->stats_json)
+			d->stats_json(d->stats_ctx, f);
+		else
+			fputs("null", f);
+		fputc('}', f);
+	}
+	fputc('}', f);
 	fprintf(f, ",\"control\":{\"requests\":%llu,\"errors\":%llu,\"connections\":%llu,"
 		   "\"refused\":%llu,\"evicted\":%llu,\"timed_out\":%llu}}",
 		(unsigned long long)__atomic_load_n(&c->requests, __ATOMIC_RELAXED),
@@ -162,12 +223,16 @@ static int cmd_stats(struct control *c, FILE *f, const struct cj_object *o)
 
 static int cmd_flush(struct control *c, FILE *f, const struct cj_object *o)
 {
-	(void)o;
+	struct target t;
+	if (get_target(c, f, o, &t))
+		return -1;
 	int r;
-	if (c->d.pc)
-		r = pcache_flush(c->d.pc, &c->errseq);
-	else if (c->d.blk && c->d.blk->be && !c->d.blk->be->readonly)
-		r = c->d.blk->be->ops->flush(c->d.blk->be);
+	if (t.pc && !(t.dev && t.blk))
+		r = pcache_flush(t.pc, t.errseq);
+	else if (t.blk && t.blk->be && !t.blk->be->readonly)
+		r = t.blk->be->ops->flush(t.blk->be);
+	else if (t.name)
+		return reply_err(c, f, "nothing to flush: device \"%s\" is read-only", t.name);
 	else
 		return reply_err(c, f, "nothing to flush: no [pmem] window and no writable [blk]");
 	if (r)
@@ -179,13 +244,14 @@ static int cmd_flush(struct control *c, FILE *f, const struct cj_object *o)
 static int cmd_invalidate(struct control *c, FILE *f, const struct cj_object *o)
 {
 	uint64_t off, len;
-	if (need_pc(c, f) || get_u64(c, f, o, "offset", &off) || get_u64(c, f, o, "length", &len) ||
-	    check_range(c, f, off, len, UINT64_MAX))
+	struct target t;
+	if (need_pc(c, f, o, &t) || get_u64(c, f, o, "offset", &off) ||
+	    get_u64(c, f, o, "length", &len) || check_range(c, f, &t, off, len, UINT64_MAX))
 		return -1;
 	/* DESIGN "external change": lock; unmap (shootdown); write back local dirty data; drop
 	 * UPTODATE; unlock (seed 004). DMAs in flight on the range are waited for (new ones wait
 	 * for us): the answer is definite (mm/truncate.c, issue 14 defect 5). */
-	int r = pcache_external_change(c->d.pc, off, len);
+	int r = pcache_external_change(t.pc, off, len);
 	if (r)
 		return reply_err(c, f, "invalidate: %s", strerror(-r));
 	fprintf(f, "{\"ok\":true,\"offset\":%llu,\"length\":%llu}", (unsigned long long)off,
@@ -196,14 +262,15 @@ static int cmd_invalidate(struct control *c, FILE *f, const struct cj_object *o)
 static int cmd_host_read(struct control *c, FILE *f, const struct cj_object *o)
 {
 	uint64_t off, len;
-	if (need_pc(c, f) || get_u64(c, f, o, "offset", &off) || get_u64(c, f, o, "length", &len) ||
-	    check_range(c, f, off, len, CONTROL_DATA_MAX))
+	struct target t;
+	if (need_pc(c, f, o, &t) || get_u64(c, f, o, "offset", &off) ||
+	    get_u64(c, f, o, "length", &len) || check_range(c, f, &t, off, len, CONTROL_DATA_MAX))
 		return -1;
 	uint8_t *buf = malloc(len);
 	if (!buf)
 		return reply_err(c, f, "host-read: out of memory");
 	/* coherent with the window: the range's dirty pages are written back first */
-	ssize_t r = pcache_direct_read(c->d.pc, off, buf, len);
+	ssize_t r = pcache_direct_read(t.pc, off, buf, len);
 	if (r < 0) {
 		free(buf);
 		return reply_err(c, f, "host-read: %s", strerror((int)-r));
@@ -219,7 +286,8 @@ static int cmd_host_read(struct control *c, FILE *f, const struct cj_object *o)
 static int cmd_host_write(struct control *c, FILE *f, const struct cj_object *o)
 {
 	uint64_t off;
-	if (need_pc(c, f) || get_u64(c, f, o, "offset", &off))
+	struct target t;
+	if (need_pc(c, f, o, &t) || get_u64(c, f, o, "offset", &off))
 		return -1;
 	const struct cj_member *d = cj_get(o, "data");
 	if (!d)
@@ -229,9 +297,9 @@ static int cmd_host_write(struct control *c, FILE *f, const struct cj_object *o)
 	if (d->str_len % 2)
 		return reply_err(c, f, "\"data\": odd number of hex digits (%zu)", d->str_len);
 	uint64_t len = d->str_len / 2;
-	if (check_range(c, f, off, len, CONTROL_DATA_MAX))
+	if (check_range(c, f, &t, off, len, CONTROL_DATA_MAX))
 		return -1;
-	if (pcache_is_readonly(c->d.pc))
+	if (pcache_is_readonly(t.pc))
 		return reply_err(c, f, "host-write: the [pmem] file is open read-only");
 	uint8_t *buf = malloc(len);
 	if (!buf)
@@ -248,7 +316,7 @@ static int cmd_host_write(struct control *c, FILE *f, const struct cj_object *o)
 	/* The external-change protocol around the write (seed 004): lock the pages, unmap them
 	 * (the guest's view is shot down), write back the guest's dirty data (its stores outside
 	 * the range survive, e1), write, drop the pages so the guest's next load reads the file. */
-	ssize_t r = pcache_direct_write(c->d.pc, off, buf, len);
+	ssize_t r = pcache_direct_write(t.pc, off, buf, len);
 	free(buf);
 	if (r < 0)
 		return reply_err(c, f, "host-write: %s", strerror((int)-r));
@@ -260,16 +328,17 @@ static int cmd_host_write(struct control *c, FILE *f, const struct cj_object *o)
 static int cmd_truncate(struct control *c, FILE *f, const struct cj_object *o)
 {
 	uint64_t size;
-	if (need_pc(c, f) || get_u64(c, f, o, "size", &size))
+	struct target t;
+	if (need_pc(c, f, o, &t) || get_u64(c, f, o, "size", &size))
 		return -1;
-	uint64_t lim = image_limit(c);
+	uint64_t lim = image_limit(&t);
 	if (size % 4096)
 		return reply_err(c, f, "size out of range: %llu is not a multiple of 4096",
 				 (unsigned long long)size);
 	if (size > lim)
 		return reply_err(c, f, "size out of range: %llu is beyond the image (%llu bytes)",
 				 (unsigned long long)size, (unsigned long long)lim);
-	int r = pcache_truncate(c->d.pc, size);
+	int r = pcache_truncate(t.pc, size);
 	if (r)
 		return reply_err(c, f, "truncate: %s", strerror(-r));
 	fprintf(f, "{\"ok\":true,\"size\":%llu}", (unsigned long long)size);
@@ -307,7 +376,7 @@ static void dispatch(struct control *c, FILE *f, const struct cj_object *o)
 			continue;
 		for (unsigned j = 0; j < o->n; j++) {
 			const char *key = o->m[j].key;
-			bool known = !strcmp(key, "cmd");
+			bool known = !strcmp(key, "cmd") || !strcmp(key, "device");
 			for (unsigned q = 0; !known && k->keys[q]; q++)
 				known = !strcmp(key, k->keys[q]);
 			if (!known) {
@@ -362,6 +431,11 @@ struct control *control_new(const struct control_deps *deps)
 		c->cl[i].fd = -1;
 	if (c->d.pc)
 		c->errseq = pcache_errseq_sample(c->d.pc);
+	if (c->d.ndev > CONTROL_DEVICES_MAX)
+		c->d.ndev = CONTROL_DEVICES_MAX;
+	for (unsigned i = 0; i < c->d.ndev; i++)
+		if (c->d.dev[i].pc)
+			c->dev_errseq[i] = pcache_errseq_sample(c->d.dev[i].pc);
 	return c;
 }
 

@@ -3,7 +3,10 @@
  * per line. `cvmmctl` (tools/cvmmctl.c) is the ready-made client.
  *
  * Requests (file offsets are byte offsets in the backing file of the [pmem] window, which is
- * also the [blk] disk's file when both name one file):
+ * also the [blk] disk's file when both name one file). Every request takes an optional
+ * "device":"NAME" (a [blk "NAME"] / [pmem "NAME"] device; plain [blk] / [pmem] are "blk" /
+ * "pmem"): without it, the first [pmem] window (stats: every device). A blk device's image
+ * commands need its file to be a window's file (that is when cvmm caches it):
  *   {"cmd":"stats"}                                  exits by kind, page-cache and blk counters
  *   {"cmd":"flush"}                                  write back the window's dirty pages, sync
  *   {"cmd":"invalidate","offset":N,"length":N}       a host tool changed the file there: the
@@ -50,11 +53,31 @@ struct pcache;
 struct blk_dev;
 struct control;
 
+#define CONTROL_DEVICES_MAX 16
+
+/* A device a request may name ("device":"NAME"). */
+struct control_device {
+	const char *name;       /* as in [blk "NAME"] / [pmem "NAME"]; "blk" / "pmem" for plain ones */
+	const char *kind;       /* "blk" or "pmem" */
+	struct pcache *pc;      /* its file's page cache (a pmem window's; a blk disk's when the
+				 * disk is a window's file), or NULL */
+	struct blk_dev *blk;    /* kind "blk": the device */
+	uint64_t image_limit;   /* as control_deps.image_limit, for this device's file */
+	/* kind "pmem": the device's own stats object (window, cache); may be NULL */
+	void (*stats_json)(void *ctx, FILE *f);
+	void *stats_ctx;
+};
+
 struct control_deps {
-	struct pcache *pc;      /* the [pmem] window's cache; NULL: image commands answer an error */
+	/* The device a request without "device" means: */
+	struct pcache *pc;      /* the first [pmem] window's cache; NULL: image commands answer an
+				 * error */
 	struct blk_dev *blk;    /* for stats; may be NULL */
 	/* offsets must satisfy offset + length <= max(image_limit, size of the file) */
 	uint64_t image_limit;
+	/* Every device by name (may be empty: then only the default above). */
+	struct control_device dev[CONTROL_DEVICES_MAX];
+	unsigned ndev;
 	/* writes the VM's exits as a JSON object ({"io": 3, ...}); may be NULL */
 	void (*exits_json)(void *ctx, FILE *f);
 	void *ctx;

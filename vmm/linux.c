@@ -470,8 +470,9 @@ static int build_acpi(struct vm *vm, uint64_t ram_low, uint64_t ram_high, char *
 	 * virtio-pmem window that mm/ puts right above it. cvmm's own BAR allocator uses only the
 	 * 32-bit window; this one is for the guest OS to (re)assign 64-bit BARs into. */
 	uint64_t top = ram_high ? GPA_HIGH_RAM + ram_high : GPA_HIGH_RAM;
-	if (vm->pmem && vm->pmem->base + vm->pmem->size > top)
-		top = vm->pmem->base + vm->pmem->size;
+	for (unsigned i = 0; i < vm->npmem; i++)
+		if (vm->pmem[i].win->base + vm->pmem[i].win->size > top)
+			top = vm->pmem[i].win->base + vm->pmem[i].win->size;
 	uint64_t base64 = (top + (1ULL << 30) - 1) & ~((1ULL << 30) - 1);
 	uint64_t lim = 1ULL << guest_phys_bits(vm);
 	uint64_t end64 = base64 + (64ULL << 30) < lim ? base64 + (64ULL << 30) : lim;

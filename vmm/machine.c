@@ -30,31 +30,42 @@ static void on_debug_exit(void *ctx, uint32_t value)
 			value);
 }
 
-/* [blk]: the backing file window, the virtio-blk model, its virtio-pci transport.
+/* A [blk] device: the backing file window, the virtio-blk model, its virtio-pci transport.
  *
- * When the disk's file is the [pmem] window's file (same device and inode, as the page cache
- * compares them), the disk goes through the page cache (blk_pcache.c): the guest's two views
- * of the file, DAX loads/stores and disk requests, then stay coherent. Any other file keeps the
- * plain file backend. Either way, when a window exists the disk's queues also accept buffers
- * inside it (device DMA into DAX memory), pinned for the request's duration. */
-static int blk_setup(struct vm *vm, char *err, size_t errlen)
+ * When the disk's file is a [pmem] window's file (same device and inode, as the page cache
+ * compares them), the disk goes through that file's page cache (blk_pcache.c): the guest's
+ * views of the file, DAX loads/stores and disk requests, then stay coherent. Any other file
+ * keeps the plain file backend. Either way the disk's queues also accept buffers inside every
+ * window (device DMA into DAX memory), pinned for the request's duration: a guest may point a
+ * request of any disk at any window. */
+static struct pmem_window *window_of_file(struct vm *vm, const char *path)
 {
-	const struct blk_config *c = &vm->cfg->blk; /* path already resolved by config.c */
+	for (unsigned i = 0; i < vm->npmem; i++)
+		if (pcache_same_file(vm->pmem[i].win->pc, path))
+			return vm->pmem[i].win;
+	return NULL;
+}
+
+static int blk_setup(struct vm *vm, struct vm_blk *d, char *err, size_t errlen)
+{
+	const struct blk_config *c = d->cfg; /* path already resolved by config.c */
 	struct blk_backend *be;
-	bool shared = vm->pmem && pcache_same_file(vm->pmem->pc, c->path);
+	struct pmem_window *shared = window_of_file(vm, c->path);
+	d->shared = shared;
 	if (shared && c->write_log[0]) {
-		snprintf(err, errlen, "blk write_log '%s': the disk is the [pmem] file, and stores "
-			 "through the pmem window are not logged yet: the log would miss them",
-			 c->write_log);
+		snprintf(err, errlen, "blk %s write_log '%s': the disk is the file of pmem %s, and "
+			 "stores through the pmem window are not logged yet: the log would miss them",
+			 c->name, c->write_log, shared->name);
 		return -1;
 	}
 	if (shared) {
-		if (!c->readonly && pcache_is_readonly(vm->pmem->pc)) {
-			snprintf(err, errlen, "blk path '%s': it is the [pmem] file, opened read-only "
-				 "([pmem] readonly = on): set [blk] readonly = on too", c->path);
+		if (!c->readonly && pcache_is_readonly(shared->pc)) {
+			snprintf(err, errlen, "blk %s path '%s': it is the file of pmem %s, opened "
+				 "read-only (readonly = on there): set readonly = on for the disk too",
+				 c->name, c->path, shared->name);
 			return -1;
 		}
-		struct blk_pcache_opts o = { .pc = vm->pmem->pc, .offset = c->offset,
+		struct blk_pcache_opts o = { .pc = shared->pc, .offset = c->offset,
 					     .size = c->size, .readonly = c->readonly };
 		if (blk_pcache_open(&o, &be, err, errlen))
 			return -1;
@@ -64,41 +75,47 @@ static int blk_setup(struct vm *vm, char *err, size_t errlen)
 		if (blk_file_open(&o, &be, err, errlen))
 			return -1;
 	}
-	/* [blk] write_log: the disk as it is now (the VM has not run) goes to PATH.base, then
-	 * every change is logged (devices/blk_log.h). */
+	/* write_log: the disk as it is now (the VM has not run) goes to PATH.base, then every
+	 * change is logged (devices/blk_log.h). */
 	if (c->write_log[0] && blk_log_attach(c->path, c->offset, c->write_log, &be, err, errlen))
 		return -1;
-	vm->blk = calloc(1, sizeof(*vm->blk));
-	vm->blk_pci = calloc(1, sizeof(*vm->blk_pci));
-	if (!vm->blk || !vm->blk_pci) {
+	d->dev = calloc(1, sizeof(*d->dev));
+	d->pci = calloc(1, sizeof(*d->pci));
+	if (!d->dev || !d->pci) {
 		be->ops->destroy(be);
-		snprintf(err, errlen, "blk: out of memory");
+		snprintf(err, errlen, "blk %s: out of memory", c->name);
 		return -1;
 	}
-	if (blk_init(vm->blk, be, err, errlen)) {
+	if (blk_init(d->dev, be, err, errlen)) {
 		be->ops->destroy(be);
-		free(vm->blk);
-		vm->blk = NULL;
+		free(d->dev);
+		d->dev = NULL;
 		return -1;
 	}
-	vm->blk->backend_name = shared ? "pcache" : "file";
+	d->dev->backend_name = shared ? "pcache" : "file";
 	_Static_assert(CONFIG_MAX_BLK_WORKERS == BLK_WORKERS_MAX, "[blk] workers bound");
-	vm->blk->flush_ignore = c->flush_ignore;
+	d->dev->flush_ignore = c->flush_ignore;
 	if (c->flush_ignore && !c->readonly)
-		fprintf(stderr, "cvmm: [blk] flush = ignore: FLUSH is acknowledged without syncing: "
-			"the disk is NOT crash-safe (for throwaway guests)\n");
+		fprintf(stderr, "cvmm: blk %s: flush = ignore: FLUSH is acknowledged without syncing: "
+			"the disk is NOT crash-safe (for throwaway guests)\n", c->name);
 	if (c->workers)
-		vm->blk->workers = c->workers;
+		d->dev->workers = c->workers;
 	struct virtq_dma dma = { .mem = &vm->mem };
-	if (vm->pmem) {
+	if (vm->npmem) {
 		void *ctx;
-		if (blk_dma_window_create(vm->pmem->pc, vm->pmem->base, &vm->mem, &ctx, &dma, err,
-					  errlen))
+		struct blk_dma_window win[CONFIG_MAX_PMEM];
+		for (unsigned i = 0; i < vm->npmem; i++)
+			win[i] = (struct blk_dma_window){ .pc = vm->pmem[i].win->pc,
+							  .gpa_base = vm->pmem[i].win->base };
+		_Static_assert(CONFIG_MAX_PMEM <= BLK_DMA_WINDOWS_MAX, "[pmem] count bound");
+		if (blk_dma_windows_create(win, vm->npmem, &vm->mem, &ctx, &dma, err, errlen))
 			return -1;
-		blk_set_dma(vm->blk, &blk_dma_window_ops, ctx);
+		blk_set_dma(d->dev, &blk_dma_window_ops, ctx);
 	}
-	return virtio_pci_init(vm->blk_pci, vm->pci, &dma, &blk_virtio_ops, vm->blk,
-			       "virtio-blk", &vm->blk->rl, err, errlen);
+	char label[CONFIG_NAME_MAX + 16];
+	snprintf(label, sizeof(label), "virtio-blk %s", c->name);
+	return virtio_pci_init(d->pci, vm->pci, &dma, &blk_virtio_ops, d->dev, label, &d->dev->rl,
+			       err, errlen);
 }
 
 static int pmem_flush_window(void *ctx)
@@ -106,20 +123,22 @@ static int pmem_flush_window(void *ctx)
 	return pmem_window_flush(ctx);
 }
 
-/* [pmem]: the window itself was made by vm_create (vmm/pmem_window.h); this is the virtio
- * device that tells the guest where it is and takes its FLUSH requests. */
-static int pmem_setup(struct vm *vm, char *err, size_t errlen)
+/* A [pmem] device: the window itself was made by vm_create (vmm/pmem_window.h); this is the
+ * virtio device that tells the guest where it is and takes its FLUSH requests. */
+static int pmem_setup(struct vm *vm, struct vm_pmem *p, char *err, size_t errlen)
 {
-	vm->pmem_dev = calloc(1, sizeof(*vm->pmem_dev));
-	vm->pmem_pci = calloc(1, sizeof(*vm->pmem_pci));
-	if (!vm->pmem_dev || !vm->pmem_pci) {
-		snprintf(err, errlen, "pmem: out of memory");
+	p->dev = calloc(1, sizeof(*p->dev));
+	p->pci = calloc(1, sizeof(*p->pci));
+	if (!p->dev || !p->pci) {
+		snprintf(err, errlen, "pmem %s: out of memory", p->cfg->name);
 		return -1;
 	}
-	pmem_dev_init(vm->pmem_dev, vm->pmem->base, vm->pmem->size, pmem_flush_window, vm->pmem);
+	pmem_dev_init(p->dev, p->win->base, p->win->size, pmem_flush_window, p->win);
 	struct virtq_dma dma = { .mem = &vm->mem }; /* RAM only: pmem's FLUSH has no data */
-	return virtio_pci_init(vm->pmem_pci, vm->pci, &dma, &pmem_virtio_ops, vm->pmem_dev,
-			       "virtio-pmem", &vm->pmem_dev->rl, err, errlen);
+	char label[CONFIG_NAME_MAX + 16];
+	snprintf(label, sizeof(label), "virtio-pmem %s", p->cfg->name);
+	return virtio_pci_init(p->pci, vm->pci, &dma, &pmem_virtio_ops, p->dev, label, &p->dev->rl,
+			       err, errlen);
 }
 
 /* COM1's interrupt line: ISA IRQ 4 (IOAPIC pin 4 and PIC pin 4, devices/irq.h). */
@@ -183,10 +202,16 @@ int devices_setup(struct vm *vm, char *err, size_t errlen)
 	if (pci_host_init(vm->pci, &vm->pio, &vm->mmio, vm->vm_fd, &pci_layout, err, errlen))
 		return -1;
 
-	if (vm->cfg->blk.present && blk_setup(vm, err, errlen))
-		return -1;
-	if (vm->pmem && pmem_setup(vm, err, errlen))
-		return -1;
+	/* Slots: every blk device in config order, then every pmem device (config.h). */
+	for (unsigned i = 0; i < vm->cfg->nblk; i++) {
+		vm->blk[i].cfg = &vm->cfg->blk[i];
+		vm->nblk = i + 1;
+		if (blk_setup(vm, &vm->blk[i], err, errlen))
+			return -1;
+	}
+	for (unsigned i = 0; i < vm->npmem; i++)
+		if (pmem_setup(vm, &vm->pmem[i], err, errlen))
+			return -1;
 	return 0;
 }
 
@@ -194,30 +219,39 @@ void devices_destroy(struct vm *vm)
 {
 	free(vm->sysctl);
 	vm->sysctl = NULL;
-	if (vm->blk_pci) {
-		virtio_pci_destroy(vm->blk_pci); /* joins the I/O thread first */
-		free(vm->blk_pci);
-		vm->blk_pci = NULL;
+	for (unsigned i = 0; i < vm->nblk; i++) {
+		struct vm_blk *d = &vm->blk[i];
+		if (d->pci) {
+			virtio_pci_destroy(d->pci); /* joins the I/O thread first */
+			free(d->pci);
+			d->pci = NULL;
+		}
 	}
-	if (vm->pmem_pci) {
-		virtio_pci_destroy(vm->pmem_pci);
-		free(vm->pmem_pci);
-		vm->pmem_pci = NULL;
+	for (unsigned i = 0; i < vm->npmem; i++) {
+		struct vm_pmem *p = &vm->pmem[i];
+		if (p->pci) {
+			virtio_pci_destroy(p->pci);
+			free(p->pci);
+			p->pci = NULL;
+		}
+		if (p->dev) {
+			pmem_dev_destroy(p->dev);
+			free(p->dev);
+			p->dev = NULL;
+		}
 	}
-	if (vm->pmem_dev) {
-		pmem_dev_destroy(vm->pmem_dev);
-		free(vm->pmem_dev);
-		vm->pmem_dev = NULL;
+	for (unsigned i = 0; i < vm->nblk; i++) {
+		struct vm_blk *d = &vm->blk[i];
+		if (d->dev) {
+			blk_destroy(d->dev);
+			free(d->dev);
+			d->dev = NULL;
+		}
 	}
-	if (vm->blk) {
-		blk_destroy(vm->blk);
-		free(vm->blk);
-		vm->blk = NULL;
-	}
+	vm->nblk = 0;
 	if (vm->pci) {
 		pci_host_destroy(vm->pci);
 		free(vm->pci);
 		vm->pci = NULL;
 	}
 }
-

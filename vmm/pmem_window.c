@@ -34,7 +34,8 @@ static const char *human(uint64_t v, char *buf, size_t len)
 	return buf;
 }
 
-static int check_granules(uint64_t size, uint64_t granule, int kvm_fd, char *err, size_t errlen)
+static int check_granules(uint64_t size, uint64_t granule, int kvm_fd, uint32_t slot_base,
+			  char *err, size_t errlen)
 {
 	if (!granule)
 		granule = pcache_auto_granule(size);
@@ -45,15 +46,20 @@ static int check_granules(uint64_t size, uint64_t granule, int kvm_fd, char *err
 	}
 	uint64_t ngr = size / granule;
 	int nslots = ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_MEMSLOTS);
-	uint64_t limit = MAX_GRANULES;
-	if (nslots > 0 && (uint64_t)nslots - PMEM_WINDOW_SLOT_BASE < limit)
-		limit = (uint64_t)nslots - PMEM_WINDOW_SLOT_BASE;
+	/* Windows before this one took slots PMEM_WINDOW_SLOT_BASE .. slot_base - 1. */
+	uint64_t used = slot_base - PMEM_WINDOW_SLOT_BASE;
+	uint64_t limit = MAX_GRANULES > used ? MAX_GRANULES - used : 0;
+	if (nslots > 0 && (uint64_t)nslots < slot_base)
+		limit = 0;
+	else if (nslots > 0 && (uint64_t)nslots - slot_base < limit)
+		limit = (uint64_t)nslots - slot_base;
 	if (ngr > limit) {
 		char a[32], b[32];
 		snprintf(err, errlen, "pmem granule: %s over a %s window makes %llu granules (one "
-			 "KVM memslot each); at most %llu: use a larger granule (up to 2M)%s",
+			 "KVM memslot each); at most %llu%s: use a larger granule (up to 2M)%s",
 			 human(granule, a, sizeof(a)), human(size, b, sizeof(b)),
 			 (unsigned long long)ngr, (unsigned long long)limit,
+			 used ? " (the windows before it took the others)" : "",
 			 granule == 2 * 1024 * 1024 ? " or a smaller size" : "");
 		return -1;
 	}
@@ -68,7 +74,8 @@ static int check_granules(uint64_t size, uint64_t granule, int kvm_fd, char *err
  * (its width, from KVM's CPUID, is at most the host's; with shadow paging, as on the project's
  * hosts, KVM checks guest page tables against it) and, under shadow paging, within KVM's
  * 52-bit GFN limit. With TDP KVM's limit is the host's width and it refuses the park: the
- * shadow then falls back to `base + size` and says so once. */
+ * shadow then falls back to `base + size` and says so once. Each window parks in its own
+ * PMEM_WINDOW_PARK-sized place (two windows may park a slot at the same moment). */
 static uint64_t pmem_window_park(const struct pmem_window *w)
 {
 	unsigned eax, ebx, ecx, edx;
@@ -81,12 +88,12 @@ static uint64_t pmem_window_park(const struct pmem_window *w)
 	}
 	if (bits < 36 || bits > 51)
 		return w->base + w->size;
-	uint64_t park = 1ULL << bits;
+	uint64_t park = (1ULL << bits) + (uint64_t)w->index * PMEM_WINDOW_PARK;
 	return park >= w->base + w->size + PMEM_WINDOW_PARK ? park : w->base + w->size;
 }
 
 int pmem_window_create(struct pmem_window **out, const struct pmem_config *cfg, int kvm_fd,
-		       int vm_fd, uint64_t ram_top, char *err, size_t errlen)
+		       int vm_fd, const struct pmem_window_slot *at, char *err, size_t errlen)
 {
 	*out = NULL;
 	struct pmem_window *w = calloc(1, sizeof(*w));
@@ -94,35 +101,45 @@ int pmem_window_create(struct pmem_window **out, const struct pmem_config *cfg, 
 		snprintf(err, errlen, "pmem: out of memory");
 		return -1;
 	}
+	w->name = cfg->name;
+	w->index = at->index;
+	w->slot_base = at->slot_base;
 	w->readonly = cfg->readonly;
 	w->flush_ignore = cfg->flush_ignore;
 	if (w->flush_ignore && !w->readonly)
-		fprintf(stderr, "cvmm: [pmem] flush = ignore: FLUSH is acknowledged without syncing the "
-			"file: the window is NOT crash-safe (for throwaway guests)\n");
+		fprintf(stderr, "cvmm: pmem %s: flush = ignore: FLUSH is acknowledged without syncing "
+			"the file: the window is NOT crash-safe (for throwaway guests)\n", w->name);
 	/* Check the granule count before the file is created or extended, when we can. */
-	if (cfg->size && check_granules(cfg->size, cfg->granule, kvm_fd, err, errlen))
+	if (cfg->size && check_granules(cfg->size, cfg->granule, kvm_fd, w->slot_base, err,
+					errlen))
 		goto fail;
 	if (pcache_open(cfg->path, cfg->size, cfg->readonly, &w->pc, err, errlen))
 		goto fail;
 	w->size = pcache_size(w->pc);
-	w->base = pmem_window_place(ram_top);
+	w->base = pmem_window_place(at->above);
 	w->granule = cfg->granule ? cfg->granule : pcache_auto_granule(w->size);
-	if (check_granules(w->size, w->granule, kvm_fd, err, errlen))
+	if (check_granules(w->size, w->granule, kvm_fd, w->slot_base, err, errlen))
 		goto fail;
 	/* How logged guest stores are collected (shadow_kvm.c). CVMM_PMEM_DIRTY=bitmap|ring
 	 * overrides the default for measurements (mm/README.md: numbers, and why the ring is
 	 * not the default on PVM hosts). */
 	const char *mode = getenv("CVMM_PMEM_DIRTY");
 	bool want_ring = mode ? !strcmp(mode, "ring") : PMEM_DIRTY_RING_DEFAULT;
+	if (want_ring && !at->only) {
+		if (w->index == 0)
+			fprintf(stderr, "cvmm: pmem: several windows: the dirty bitmap is used, not "
+				"the ring (one ring per vCPU cannot serve two windows)\n");
+		want_ring = false;
+	}
 	struct shadow *sh = NULL;
 	if (want_ring && (w->ring_entries = shadow_kvm_enable_ring(vm_fd, PMEM_RING_ENTRIES)))
-		sh = shadow_kvm_create_ring(vm_fd, PMEM_WINDOW_SLOT_BASE, w->granule,
+		sh = shadow_kvm_create_ring(vm_fd, w->slot_base, w->granule,
 					    w->ring_entries);
 	if (!w->ring_entries) {
 		/* Manual-protect dirty log: harvest and re-protect in one step per granule.
 		 * Must be enabled before the first logged memslot. */
 		w->manual_protect = shadow_kvm_enable_dirty_log(vm_fd);
-		sh = shadow_kvm_create(vm_fd, PMEM_WINDOW_SLOT_BASE, pmem_window_park(w),
+		sh = shadow_kvm_create(vm_fd, w->slot_base, pmem_window_park(w),
 				       w->base + w->size, w->granule, w->manual_protect);
 	}
 	w->shadow = sh;
@@ -142,8 +159,13 @@ fail:
 	return -1;
 }
 
-int pmem_window_vcpu_init(struct pmem_window *w, int kvm_fd, int vcpu_fd, int index, char *err,
-			  size_t errlen)
+uint32_t pmem_window_nslots(const struct pmem_window *w)
+{
+	return (uint32_t)(w->size / w->granule);
+}
+
+int pmem_window_vcpu_init(struct pmem_window *w, int vcpu_fd, int index, bool mce_ok,
+			  char *err, size_t errlen)
 {
 	if (w->ring_entries) {
 		int r = shadow_kvm_add_ring(w->shadow, vcpu_fd);
@@ -153,15 +175,9 @@ int pmem_window_vcpu_init(struct pmem_window *w, int kvm_fd, int vcpu_fd, int in
 			return -1;
 		}
 	}
-	char why[256];
-	if (mce_setup_vcpu(kvm_fd, vcpu_fd, why, sizeof(why)) == 0) {
-		if (index == 0)
-			w->mce = true;
-		return 0;
-	}
-	w->mce = false;
-	fprintf(stderr, "cvmm: pmem: vcpu %d: machine checks unavailable (%s); a store the page "
-		"cache must refuse will stop the VM instead\n", index, why);
+	/* w->mce: every vCPU has its banks (vCPU 0 sets it, any later failure clears it). */
+	if (index == 0 || !mce_ok)
+		w->mce = mce_ok;
 	return 0;
 }
 
@@ -317,7 +333,10 @@ void pmem_window_summary(struct pmem_window *w, char *buf, size_t len)
 {
 	char a[32], b[32], line[512];
 	pcache_stats_line(w->pc, line, sizeof(line));
-	snprintf(buf, len, "pmem: %s at 0x%llx, granule %s%s%s: %s", human(w->size, a, sizeof(a)),
+	char who[CONFIG_NAME_MAX + 8] = "pmem";
+	if (w->name && strcmp(w->name, "pmem"))
+		snprintf(who, sizeof(who), "pmem %s", w->name);
+	snprintf(buf, len, "%s: %s at 0x%llx, granule %s%s%s: %s", who, human(w->size, a, sizeof(a)),
 		 (unsigned long long)w->base, human(w->granule, b, sizeof(b)),
 		 w->readonly ? ", read-only" : "",
 		 w->flush_ignore ? ", flush = ignore (not crash-safe)" : "", line);

@@ -23,6 +23,9 @@ struct kvm_run;
 #define PMEM_WINDOW_PARK      (2ULL << 20) /* guest-physical space reserved after the window */
 
 struct pmem_window {
+	const char *name;       /* the device's ([pmem "NAME"]; config lives as long as the VM) */
+	unsigned index;         /* 0, 1, ...: order of the [pmem] devices */
+	uint32_t slot_base;     /* its memslots: slot_base .. slot_base + size / granule - 1 */
 	uint64_t base;          /* guest-physical start (128 MiB aligned, at or above 4 GiB) */
 	uint64_t size;          /* bytes, a multiple of 2 MiB */
 	uint64_t granule;
@@ -47,16 +50,30 @@ struct pmem_window {
  * ram_top = the end of guest RAM's highest region (GPA_HIGH_RAM + high RAM, or below 4 GiB). */
 uint64_t pmem_window_place(uint64_t ram_top);
 
+/* Where a window goes among the VM's others (vm.c makes them one after the other). */
+struct pmem_window_slot {
+	unsigned index;         /* its order among the [pmem] devices: its park address */
+	uint64_t above;         /* place it at pmem_window_place(above): RAM's top, or the end of
+				 * the previous window + PMEM_WINDOW_PARK */
+	uint32_t slot_base;     /* first memslot (PMEM_WINDOW_SLOT_BASE, then after the previous
+				 * window's) */
+	bool only;              /* the VM's only window: the dirty ring is allowed (one ring per
+				 * vCPU cannot be harvested by two windows' shadows) */
+};
+
 /* Open the cache (creating/extending the file per pcache_open), enable dirty logging, map the
- * window at pmem_window_place(ram_top), populate if asked. Returns 0 or -1 with a one-line
+ * window at pmem_window_place(at->above), populate if asked. Returns 0 or -1 with a one-line
  * message naming the [pmem] key or path at fault. */
 int pmem_window_create(struct pmem_window **out, const struct pmem_config *cfg, int kvm_fd,
-		       int vm_fd, uint64_t ram_top, char *err, size_t errlen);
-/* Per vCPU at creation: machine-check banks (a failure is a warning; a later refused store
- * then stops the VM with a message instead of a machine check), and in dirty-ring mode the
- * vCPU's ring. Returns 0 or -1 with err set. */
-int pmem_window_vcpu_init(struct pmem_window *w, int kvm_fd, int vcpu_fd, int index, char *err,
-			  size_t errlen);
+		       int vm_fd, const struct pmem_window_slot *at, char *err, size_t errlen);
+/* Memslots the window uses (the next window's slot_base starts after them). */
+uint32_t pmem_window_nslots(const struct pmem_window *w);
+/* Per vCPU at creation: in dirty-ring mode the vCPU's ring; mce_ok says whether the vCPU's
+ * machine-check banks are set up (vmm/mce.h; once per vCPU, by vcpu.c): without them a later
+ * refused store stops the VM with a message instead of a machine check. Returns 0 or -1 with
+ * err set. */
+int pmem_window_vcpu_init(struct pmem_window *w, int vcpu_fd, int index, bool mce_ok,
+			  char *err, size_t errlen);
 /* KVM_EXIT_DIRTY_RING_FULL: harvest the rings so the vCPU can run. 0 or -errno. */
 int pmem_window_ring_full(struct pmem_window *w);
 

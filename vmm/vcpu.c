@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "vmm/pmem_window.h"
+#include "vmm/mce.h"
 #include "vmm/boot.h"
 #include "vmm/cpuid.h"
 
@@ -64,9 +65,18 @@ int vcpu_create(struct vm *vm, struct vcpu *v, int index, char *err, size_t errl
 		snprintf(err, errlen, "KVM_SET_CPUID2: %s", strerror(errno));
 		return -1;
 	}
-	/* mm: machine-check banks (to refuse a pmem store on ENOSPC), the dirty ring if used */
-	if (vm->pmem && pmem_window_vcpu_init(vm->pmem, vm->kvm_fd, v->fd, index, err, errlen))
-		return -1;
+	/* mm: machine-check banks (to refuse a pmem store on ENOSPC), once per vCPU; the dirty
+	 * ring if used */
+	if (vm->npmem) {
+		char why[256];
+		bool mce_ok = mce_setup_vcpu(vm->kvm_fd, v->fd, why, sizeof(why)) == 0;
+		if (!mce_ok)
+			fprintf(stderr, "cvmm: pmem: vcpu %d: machine checks unavailable (%s); a store "
+				"the page cache must refuse will stop the VM instead\n", index, why);
+		for (unsigned i = 0; i < vm->npmem; i++)
+			if (pmem_window_vcpu_init(vm->pmem[i].win, v->fd, index, mce_ok, err, errlen))
+				return -1;
+	}
 
 	if (vm->lboot.kind != KERNEL_CVMM_ELF) /* Linux: BSP at the 64-bit entry, APs wait */
 		return linux_vcpu_setup(vm, v->fd, index, err, errlen);
@@ -130,17 +140,19 @@ static void handle_mmio(struct vcpu *v)
 static bool handle_pmem(struct vcpu *v, bool internal)
 {
 	struct vm *vm = v->vm;
-	if (!vm->pmem)
-		return false;
-	char msg[512];
-	enum pmem_exit r = internal ? pmem_window_internal(vm->pmem, v->index, v->fd, v->run, msg,
-							   sizeof(msg))
-				    : pmem_window_mmio(vm->pmem, v->fd, v->run, msg, sizeof(msg));
-	if (r == PMEM_EXIT_NOT_MINE)
-		return false;
-	if (r == PMEM_EXIT_FATAL)
-		vm_request_stop(vm, 125, "vcpu %d: %s", v->index, msg);
-	return true;
+	for (unsigned i = 0; i < vm->npmem; i++) {
+		struct pmem_window *w = vm->pmem[i].win;
+		char msg[512];
+		enum pmem_exit r = internal ? pmem_window_internal(w, v->index, v->fd, v->run, msg,
+								   sizeof(msg))
+					    : pmem_window_mmio(w, v->fd, v->run, msg, sizeof(msg));
+		if (r == PMEM_EXIT_NOT_MINE)
+			continue;
+		if (r == PMEM_EXIT_FATAL)
+			vm_request_stop(vm, 125, "vcpu %d: %s", v->index, msg);
+		return true;
+	}
+	return false;
 }
 
 /* Describe where a vCPU is, for a fatal exit: RIP, CPL and the instruction bytes. */
@@ -242,7 +254,7 @@ void *vcpu_thread(void *arg)
 			break;
 		case KVM_EXIT_DIRTY_RING_FULL: /* mm: collect the pmem window's dirty ring */
 			v->exits[VMEXIT_OTHER]++;
-			if (!vm->pmem || pmem_window_ring_full(vm->pmem) < 0)
+			if (!vm->npmem || pmem_window_ring_full(vm->pmem[0].win) < 0)
 				vm_request_stop(vm, 125, "vcpu %d: dirty ring full and cannot be "
 						"harvested", v->index);
 			break;

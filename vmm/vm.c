@@ -122,6 +122,86 @@ static int setup_cpuid(struct vm *vm, char *err, size_t errlen)
 
 static void vm_exits_json(void *ctx, FILE *f);
 
+static void pmem_stats_json(void *ctx, FILE *f)
+{
+	pmem_window_stats_json(ctx, f);
+}
+
+/* Bytes of the file a control request may address: the window, or the disk's end in it. */
+static uint64_t blk_file_end(const struct vm_blk *d)
+{
+	return d->cfg->offset + d->dev->capacity * 512;
+}
+
+/* The control socket's view of the devices (vmm/control.h): the default target (the first
+ * window's cache) and every device by name. */
+static void control_devices(struct vm *vm, struct control_deps *d)
+{
+	if (vm->npmem) {
+		struct pmem_window *w = vm->pmem[0].win;
+		d->pc = w->pc;
+		d->image_limit = w->size;
+		/* the disks on that file may reach further into it */
+		for (unsigned i = 0; i < vm->nblk; i++)
+			if (vm->blk[i].shared && vm->blk[i].shared->pc == w->pc &&
+			    blk_file_end(&vm->blk[i]) > d->image_limit)
+				d->image_limit = blk_file_end(&vm->blk[i]);
+	} else if (vm->nblk) {
+		d->image_limit = blk_file_end(&vm->blk[0]);
+	}
+	if (vm->nblk)
+		d->blk = vm->blk[0].dev;
+	for (unsigned i = 0; i < vm->nblk && d->ndev < CONTROL_DEVICES_MAX; i++) {
+		struct vm_blk *b = &vm->blk[i];
+		d->dev[d->ndev++] = (struct control_device){
+			.name = b->cfg->name, .kind = "blk", .blk = b->dev,
+			.pc = b->shared ? b->shared->pc : NULL,
+			.image_limit = b->shared && b->shared->size > blk_file_end(b)
+				? b->shared->size : blk_file_end(b),
+		};
+	}
+	for (unsigned i = 0; i < vm->npmem && d->ndev < CONTROL_DEVICES_MAX; i++) {
+		struct pmem_window *w = vm->pmem[i].win;
+		uint64_t lim = w->size;
+		for (unsigned j = 0; j < vm->nblk; j++)
+			if (vm->blk[j].shared && vm->blk[j].shared->pc == w->pc &&
+			    blk_file_end(&vm->blk[j]) > lim)
+				lim = blk_file_end(&vm->blk[j]);
+		d->dev[d->ndev++] = (struct control_device){
+			.name = w->name, .kind = "pmem", .pc = w->pc, .image_limit = lim,
+			.stats_json = pmem_stats_json, .stats_ctx = w,
+		};
+	}
+}
+
+/* The stats JSON's device part: "pmem" and "blk" are the first of each kind (what scripts
+ * written for one of each read), "devices" every device by name. */
+static void vm_devices_json(struct vm *vm, FILE *f)
+{
+	if (vm->npmem) { /* mm */
+		fprintf(f, ", \"pmem\": ");
+		pmem_window_stats_json(vm->pmem[0].win, f);
+	}
+	if (vm->nblk) { /* devices/blk.h: backend (file or pcache) and request counters */
+		fprintf(f, ", \"blk\": ");
+		blk_stats_json(vm->blk[0].dev, f);
+	}
+	fprintf(f, ", \"devices\": {");
+	for (unsigned i = 0; i < vm->nblk; i++) {
+		fprintf(f, "%s\"%s\": {\"kind\": \"blk\", \"stats\": ", i ? ", " : "",
+			vm->blk[i].cfg->name);
+		blk_stats_json(vm->blk[i].dev, f);
+		fputc('}', f);
+	}
+	for (unsigned i = 0; i < vm->npmem; i++) {
+		fprintf(f, "%s\"%s\": {\"kind\": \"pmem\", \"stats\": ", i || vm->nblk ? ", " : "",
+			vm->pmem[i].cfg->name);
+		pmem_window_stats_json(vm->pmem[i].win, f);
+		fputc('}', f);
+	}
+	fputc('}', f);
+}
+
 int vm_create(struct vm *vm, struct vm_config *cfg, char *err, size_t errlen)
 {
 	memset(vm, 0, sizeof(*vm));
@@ -171,18 +251,28 @@ int vm_create(struct vm *vm, struct vm_config *cfg, char *err, size_t errlen)
 
 	if (setup_ram(vm, err, errlen) || setup_cpuid(vm, err, errlen))
 		return -1;
-	/* mm: the [pmem] window goes above RAM (pmem_window_place); before the devices (the
-	 * virtio-pmem device reports it) and the vCPUs (dirty logging mode, machine checks). */
-	if (cfg->pmem.present) {
-		uint64_t lo = vm->ram_size < LOW_RAM_MAX ? vm->ram_size : LOW_RAM_MAX;
-		uint64_t top = vm->ram_size > lo ? GPA_HIGH_RAM + (vm->ram_size - lo) : lo;
+	/* mm: the [pmem] windows go above RAM, one after the other (pmem_window_place), each
+	 * with its own memslots; before the devices (the virtio-pmem devices report them) and
+	 * the vCPUs (dirty logging mode, machine checks). */
+	uint64_t lo = vm->ram_size < LOW_RAM_MAX ? vm->ram_size : LOW_RAM_MAX;
+	struct pmem_window_slot at = {
+		.above = vm->ram_size > lo ? GPA_HIGH_RAM + (vm->ram_size - lo) : lo,
+		.slot_base = PMEM_WINDOW_SLOT_BASE, .only = cfg->npmem == 1,
+	};
+	for (unsigned i = 0; i < cfg->npmem; i++) {
+		const struct pmem_config *pc = &cfg->pmem[i];
+		struct vm_pmem *p = &vm->pmem[i];
 		/* A missing image is created here, 0600 and not through a dangling symbolic link
 		 * (lib/file.h); mm/ then opens the existing file. */
-		if (!cfg->pmem.readonly && file_precreate(cfg->pmem.path, "pmem path", err, errlen))
+		if (!pc->readonly && file_precreate(pc->path, "pmem path", err, errlen))
 			return -1;
-		if (pmem_window_create(&vm->pmem, &cfg->pmem, vm->kvm_fd, vm->vm_fd, top, err,
-				       errlen))
+		at.index = i;
+		p->cfg = pc;
+		if (pmem_window_create(&p->win, pc, vm->kvm_fd, vm->vm_fd, &at, err, errlen))
 			return -1;
+		vm->npmem = i + 1;
+		at.above = p->win->base + p->win->size + PMEM_WINDOW_PARK;
+		at.slot_base += pmem_window_nslots(p->win);
 	}
 	if (devices_setup(vm, err, errlen))
 		return -1;
@@ -203,12 +293,8 @@ int vm_create(struct vm *vm, struct vm_config *cfg, char *err, size_t errlen)
 
 	/* The control socket (vmm/control.h), last: it reads the vCPUs' counters. */
 	if (cfg->control[0]) {
-		uint64_t lim = vm->pmem ? vm->pmem->size : 0;
-		if (vm->blk && cfg->blk.offset + vm->blk->capacity * 512 > lim)
-			lim = cfg->blk.offset + vm->blk->capacity * 512;
-		struct control_deps d = { .pc = vm->pmem ? vm->pmem->pc : NULL, .blk = vm->blk,
-					  .image_limit = lim, .exits_json = vm_exits_json,
-					  .ctx = vm };
+		struct control_deps d = { .exits_json = vm_exits_json, .ctx = vm };
+		control_devices(vm, &d);
 		if (control_start(&vm->control, cfg->control, &d, err, errlen))
 			return -1;
 	}
@@ -342,9 +428,9 @@ void vm_print_summary(struct vm *vm)
 		fprintf(stderr, "cvmm: serial output cut at serial_limit %llu bytes; %llu bytes of "
 			"guest output dropped\n", (unsigned long long)vm->serial->limit,
 			(unsigned long long)vm->serial->dropped);
-	if (vm->pmem) { /* mm: page-cache counters */
+	for (unsigned i = 0; i < vm->npmem; i++) { /* mm: page-cache counters */
 		char line[1024];
-		pmem_window_summary(vm->pmem, line, sizeof(line));
+		pmem_window_summary(vm->pmem[i].win, line, sizeof(line));
 		fprintf(stderr, "cvmm: %s\n", line);
 	}
 
@@ -371,14 +457,7 @@ void vm_print_summary(struct vm *vm)
 				(unsigned long long)exits[k]);
 		fprintf(f, "}, \"unclaimed_pio\": %llu, \"unclaimed_mmio\": %llu",
 			(unsigned long long)vm->pio.unclaimed, (unsigned long long)vm->mmio.unclaimed);
-		if (vm->pmem) { /* mm */
-			fprintf(f, ", \"pmem\": ");
-			pmem_window_stats_json(vm->pmem, f);
-		}
-		if (vm->blk) { /* devices/blk.h: backend (file or pcache) and request counters */
-			fprintf(f, ", \"blk\": ");
-			blk_stats_json(vm->blk, f);
-		}
+		vm_devices_json(vm, f);
 		fprintf(f, "}\n");
 		fclose(f);
 	}
@@ -397,8 +476,11 @@ void vm_destroy(struct vm *vm)
 	/* Device I/O threads use guest RAM: stop them before it goes away. */
 	devices_destroy(vm);
 	/* mm: unmap the window and write back what the guest left dirty (needs vm_fd). */
-	pmem_window_destroy(vm->pmem);
-	vm->pmem = NULL;
+	for (unsigned i = 0; i < vm->npmem; i++) {
+		pmem_window_destroy(vm->pmem[i].win);
+		vm->pmem[i].win = NULL;
+	}
+	vm->npmem = 0;
 	if (vm->serial) {
 		serial_destroy(vm->serial);
 		free(vm->serial);

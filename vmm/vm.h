@@ -63,6 +63,23 @@ struct vm_stats {
 	uint64_t serial_bytes;
 };
 
+/* One [blk] device: config, model, transport. */
+struct vm_blk {
+	const struct blk_config *cfg;
+	struct blk_dev *dev;           /* devices/blk.h */
+	struct virtio_pci *pci;        /* devices/virtio_pci.h: its transport */
+	struct pmem_window *shared;    /* the window whose file it is (through its cache), or NULL */
+};
+
+/* One [pmem] device: the window (vmm/pmem_window.h, made by vm_create) and the virtio-pmem
+ * device that reports it (made by devices_setup). */
+struct vm_pmem {
+	const struct pmem_config *cfg;
+	struct pmem_window *win;
+	struct pmem_dev *dev;          /* devices/pmem.h */
+	struct virtio_pci *pci;
+};
+
 struct vm {
 	struct vm_config *cfg;
 	int kvm_fd;
@@ -71,7 +88,8 @@ struct vm {
 	void *ram;             /* one host mapping for all of RAM */
 	uint64_t ram_size;
 	struct guest_mem mem;
-	struct pmem_window *pmem;  /* vmm/pmem_window.h: the [pmem] window (base, size, pcache) */
+	struct vm_pmem pmem[CONFIG_MAX_PMEM]; /* the [pmem] devices, in config order */
+	unsigned npmem;
 	struct bus pio;
 	struct bus mmio;
 	struct load_info kernel;
@@ -93,10 +111,8 @@ struct vm {
 	struct debug_exit *debug_exit;
 	struct sysctl *sysctl;         /* devices/sysctl.h: reset and power-off ports */
 	struct pci_host *pci;          /* devices/pci.h: host bridge, config space, MSI routes */
-	struct blk_dev *blk;           /* devices/blk.h: the [blk] disk, if any */
-	struct virtio_pci *blk_pci;    /* devices/virtio_pci.h: its transport */
-	struct pmem_dev *pmem_dev;     /* devices/pmem.h: the virtio-pmem device of the window */
-	struct virtio_pci *pmem_pci;   /* its transport */
+	struct vm_blk blk[CONFIG_MAX_BLK]; /* the [blk] devices, in config order */
+	unsigned nblk;
 	bool slot_zap_quirk_off;
 	struct vm_stats stats;
 	struct control *control;       /* vmm/control.h: the --control socket, if any */

@@ -47,8 +47,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fuzz_check_terminated(c->cpuid_mask, sizeof(c->cpuid_mask));
 	fuzz_check_terminated(c->stats_json, sizeof(c->stats_json));
 	fuzz_check_terminated(c->control, sizeof(c->control));
-	fuzz_check_terminated(c->pmem.path, sizeof(c->pmem.path));
-	fuzz_check_terminated(c->blk.path, sizeof(c->blk.path));
+	for (unsigned i = 0; i < c->npmem; i++)
+		fuzz_check_terminated(c->pmem[i].path, sizeof(c->pmem[i].path));
+	for (unsigned i = 0; i < c->nblk; i++)
+		fuzz_check_terminated(c->blk[i].path, sizeof(c->blk[i].path));
 	fuzz_check_terminated(err, sizeof(err));
 	/* Validation must cope with whatever got parsed. It opens the kernel path, and a fuzzed
 	 * path could name a device whose open has side effects (/dev/watchdog): point it at a

@@ -804,9 +804,62 @@ static void test_bench(void **state)
 	       cmocka_unit_test_setup_teardown(fn, setup_4k_off, teardown), \
 	       cmocka_unit_test_setup_teardown(fn, setup_2m_off, teardown)
 
+/* Several windows (issue 15 item 1): a request may point into any window of the VM; two
+ * windows onto one file share its cache (pinned in one call); the pins are all or nothing
+ * across caches: when the second cache refuses, the first's pins are dropped. */
+static void test_dma_several_windows(void **state)
+{
+	(void)state;
+	struct env a = { 0 }, b = { 0 };
+	assert_int_equal(env_open(&a, 4 * MIB, 4 * MIB, 64 * KIB, true), 0);
+	assert_int_equal(env_open(&b, 4 * MIB, 4 * MIB, 64 * KIB, true), 0);
+	const uint64_t GA = 0x100000000ULL, GA2 = 0x200000000ULL, GB = 0x300000000ULL;
+	struct blk_dma_window win[3] = { { a.pc, GA }, { b.pc, GB }, { a.pc, GA2 } };
+	struct guest_mem none = { 0 };
+	struct virtq_dma dma;
+	void *ctx;
+	char err[256];
+	assert_int_equal(blk_dma_windows_create(win, 3, &none, &ctx, &dma, err, sizeof(err)), 0);
+	/* translation: each window onto its own cache, wholly inside only */
+	assert_ptr_equal(dma.translate(dma.ctx, GA + 4096, 4096, false), pcache_mem(a.pc) + 4096);
+	assert_ptr_equal(dma.translate(dma.ctx, GA2 + 8192, 4096, true), pcache_mem(a.pc) + 8192);
+	assert_ptr_equal(dma.translate(dma.ctx, GB, 4 * MIB, true), pcache_mem(b.pc));
+	assert_null(dma.translate(dma.ctx, GB + 4 * MIB - 4096, 8192, true));
+	assert_null(dma.translate(dma.ctx, GA - 4096, 4096, true));
+	/* one request: a page of a through each of its windows, a page of b */
+	struct iovec iov[3] = { { pcache_mem(a.pc), 4096 }, { pcache_mem(b.pc) + 65536, 4096 },
+				{ pcache_mem(a.pc) + 8192, 4096 } };
+	uint64_t gpa[3] = { GA, GB + 65536, GA2 + 8192 };
+	assert_int_equal(blk_dma_window_ops.pin(ctx, iov, gpa, 3, 1), 0);
+	assert_int_equal(pcache_page_pins(a.pc, 0), 1);
+	assert_int_equal(pcache_page_pins(a.pc, 8192), 1);
+	assert_int_equal(pcache_page_pins(b.pc, 65536), 1);
+	blk_dma_window_ops.unpin(ctx, iov, gpa, 3, 1, true);
+	assert_int_equal(pcache_page_pins(a.pc, 0), 0);
+	assert_int_equal(pcache_page_pins(a.pc, 8192), 0);
+	assert_int_equal(pcache_page_pins(b.pc, 65536), 0);
+	assert_true(pcache_page_flags(b.pc, 65536) & PG_DIRTY);  /* the device wrote it */
+	assert_true(pcache_page_flags(a.pc, 8192) & PG_DIRTY);
+	assert_false(pcache_page_flags(a.pc, 0) & PG_DIRTY);     /* read by the device */
+	/* b cannot back a written page: nothing stays pinned in a either */
+	struct pcache_inject inj = { .fallocate_errno = ENOSPC, .fallocate_count = -1 };
+	pcache_set_inject(b.pc, &inj);
+	iov[1].iov_base = pcache_mem(b.pc) + 2 * MIB;
+	gpa[1] = GB + 2 * MIB;
+	assert_int_equal(blk_dma_window_ops.pin(ctx, iov, gpa, 3, 1), -ENOSPC);
+	for (uint64_t p = 0; p < 4 * MIB; p += 4096) {
+		assert_int_equal(pcache_page_pins(a.pc, p), 0);
+		assert_int_equal(pcache_page_pins(b.pc, p), 0);
+	}
+	blk_dma_window_ops.destroy(ctx);
+	env_close(&a);
+	env_close(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_dma_several_windows),
 		T4(test_a1_store_then_blk_read),
 		T4(test_a2_blk_write_then_load),
 		T4(test_a3_blk_write_over_dirty_then_flush),

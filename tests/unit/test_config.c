@@ -84,6 +84,13 @@ static int scratch_teardown(void **state)
 	return 0;
 }
 
+/* Create the plain [blk] / [pmem] device (config_set of a key creates it, as a section does). */
+static void add_dev(struct vm_config *c, const char *kind)
+{
+	char err[256];
+	assert_int_equal(config_set(c, kind, "readonly", "off", "test", err, sizeof(err)), 0);
+}
+
 static void test_defaults(void **state)
 {
 	struct vm_config c;
@@ -94,9 +101,8 @@ static void test_defaults(void **state)
 	assert_int_equal(c.mem_size, 256 * MIB);
 	assert_int_equal(c.cpus, 1);
 	assert_string_equal(c.serial, "stdio");
-	assert_true(c.blk.direct);
-	assert_false(c.blk.present);
-	assert_false(c.pmem.present);
+	assert_int_equal(c.nblk, 0);
+	assert_int_equal(c.npmem, 0);
 	assert_string_equal(c.kernel, "");
 	assert_string_equal(c.cmdline, "");
 	assert_int_equal(c.timeout_s, 0);
@@ -113,20 +119,23 @@ static void test_flush_policy_key(void **state)
 
 	if (parse(&c, "[blk]\nflush = ignore\n[pmem]\nflush = ignore\n", err, sizeof(err)))
 		fail_msg("%s", err);
-	assert_true(c.blk.flush_ignore);
-	assert_true(c.pmem.flush_ignore);
+	assert_true(c.blk[0].flush_ignore);
+	assert_true(c.pmem[0].flush_ignore);
 	assert_int_equal(parse(&c, "[blk]\nflush = sync\n", err, sizeof(err)), 0);
-	assert_false(c.blk.flush_ignore);
+	assert_false(c.blk[0].flush_ignore);
 	config_defaults(&c);
-	assert_false(c.blk.flush_ignore || c.pmem.flush_ignore); /* syncing unless asked */
+	assert_int_equal(parse(&c, "[blk]\n[pmem]\n", err, sizeof(err)), 0);
+	assert_false(c.blk[0].flush_ignore || c.pmem[0].flush_ignore); /* syncing unless asked */
+	assert_true(c.blk[0].direct); /* a new disk's default */
+	config_defaults(&c);
 	assert_int_equal(parse(&c, "[blk]\nflush = off\n", err, sizeof(err)), -1);
 	assert_err_has(err, "flush policy 'off'", "sync or ignore", NULL);
 	config_defaults(&c);
 	snprintf(c.kernel, sizeof(c.kernel), "%s", s->kernel);
-	c.blk.present = true;
-	snprintf(c.blk.path, sizeof(c.blk.path), "%s", s->kernel);
-	snprintf(c.blk.write_log, sizeof(c.blk.write_log), "%s/w.log", s->dir);
-	c.blk.flush_ignore = true;
+	add_dev(&c, "blk");
+	snprintf(c.blk[0].path, sizeof(c.blk[0].path), "%s", s->kernel);
+	snprintf(c.blk[0].write_log, sizeof(c.blk[0].write_log), "%s/w.log", s->dir);
+	c.blk[0].flush_ignore = true;
 	assert_int_equal(config_validate(&c, err, sizeof(err)), -1);
 	assert_err_has(err, "flush = ignore", "write_log", NULL);
 }
@@ -196,20 +205,20 @@ static void test_every_key(void **state)
 	assert_string_equal(c.stats_json, "/tmp/stats.json");
 	assert_string_equal(c.control, "/run/cvmm.sock");
 	assert_int_equal(c.timeout_s, 30);
-	assert_true(c.pmem.present);
-	assert_string_equal(c.pmem.path, "/var/pmem.img");
-	assert_int_equal(c.pmem.size, 64 * MIB);
-	assert_int_equal(c.pmem.granule, 2 * MIB);
-	assert_true(c.pmem.populate);
-	assert_true(c.pmem.readonly);
-	assert_true(c.blk.present);
-	assert_string_equal(c.blk.path, "/var/disk.img");
-	assert_int_equal(c.blk.offset, MIB);
-	assert_int_equal(c.blk.size, 8 * GIB);
-	assert_true(c.blk.readonly);
-	assert_false(c.blk.direct);
-	assert_int_equal(c.blk.workers, 4);
-	assert_string_equal(c.blk.write_log, "/var/disk.log");
+	assert_int_equal(c.npmem, 1);
+	assert_string_equal(c.pmem[0].path, "/var/pmem.img");
+	assert_int_equal(c.pmem[0].size, 64 * MIB);
+	assert_int_equal(c.pmem[0].granule, 2 * MIB);
+	assert_true(c.pmem[0].populate);
+	assert_true(c.pmem[0].readonly);
+	assert_int_equal(c.nblk, 1);
+	assert_string_equal(c.blk[0].path, "/var/disk.img");
+	assert_int_equal(c.blk[0].offset, MIB);
+	assert_int_equal(c.blk[0].size, 8 * GIB);
+	assert_true(c.blk[0].readonly);
+	assert_false(c.blk[0].direct);
+	assert_int_equal(c.blk[0].workers, 4);
+	assert_string_equal(c.blk[0].write_log, "/var/disk.log");
 }
 
 static void test_sections_set_present(void **state)
@@ -220,16 +229,16 @@ static void test_sections_set_present(void **state)
 	(void)state;
 	/* an empty [pmem] section asks for the device with defaults */
 	assert_int_equal(parse(&c, "[pmem]\n", err, sizeof(err)), 0);
-	assert_true(c.pmem.present);
-	assert_false(c.blk.present);
+	assert_int_equal(c.npmem, 1);
+	assert_int_equal(c.nblk, 0);
 	assert_int_equal(parse(&c, "[vm]\ncpus = 2\n", err, sizeof(err)), 0);
-	assert_false(c.pmem.present);
-	assert_false(c.blk.present);
+	assert_int_equal(c.npmem, 0);
+	assert_int_equal(c.nblk, 0);
 	/* and so does a flag for one of their keys */
 	config_defaults(&c);
 	assert_int_equal(config_set(&c, "blk", "path", "d.img", "--blk", err, sizeof(err)), 0);
-	assert_true(c.blk.present);
-	assert_false(c.pmem.present);
+	assert_int_equal(c.nblk, 1);
+	assert_int_equal(c.npmem, 0);
 }
 
 static void test_sizes_valid(void **state)
@@ -439,7 +448,7 @@ static void test_duplicates_last_wins(void **state)
 			       "[blk]\npath = b\n", err, sizeof(err)), 0);
 	assert_int_equal(c.mem_size, 2 * GIB);
 	assert_int_equal(c.cpus, 2);
-	assert_string_equal(c.blk.path, "b");
+	assert_string_equal(c.blk[0].path, "b");
 }
 
 static void test_overlong_values(void **state)
@@ -470,7 +479,7 @@ static void test_overlong_values(void **state)
 	big[CONFIG_PATH_MAX - 1] = '\0';
 	snprintf(text, n + CONFIG_CMDLINE_MAX, "[blk]\npath = %s\n", big);
 	assert_int_equal(parse(&c, text, err, sizeof(err)), 0);
-	assert_int_equal(strlen(c.blk.path), CONFIG_PATH_MAX - 1);
+	assert_int_equal(strlen(c.blk[0].path), CONFIG_PATH_MAX - 1);
 
 	memset(big, 'c', 300);
 	big[300] = '\0';
@@ -499,7 +508,7 @@ static void test_flags_override_file(void **state)
 			 0);
 	assert_int_equal(c->mem_size, 2 * GIB);
 	assert_int_equal(c->cpus, 2);	/* untouched by flags */
-	assert_false(c->blk.direct);
+	assert_false(c->blk[0].direct);
 	/* from the file, relative to the file's directory; from a flag, relative to the cwd */
 	snprintf(want, sizeof(want), "%s/k.elf", s->dir);
 	assert_string_equal(c->kernel, want);
@@ -546,9 +555,9 @@ static void test_relative_paths(void **state)
 	assert_string_equal(c->stats_json, want);
 	assert_string_equal(c->control, "/abs/ctl.sock");
 	snprintf(want, sizeof(want), "%s/pmem.img", sub);
-	assert_string_equal(c->pmem.path, want);
+	assert_string_equal(c->pmem[0].path, want);
 	snprintf(want, sizeof(want), "%s/./disk.img", sub);
-	assert_string_equal(c->blk.path, want);
+	assert_string_equal(c->blk[0].path, want);
 
 	/* "stdio" is a keyword, not a file next to the config */
 	config_defaults(c);
@@ -643,66 +652,184 @@ static void test_validate(void **state)
 	assert_int_equal(config_validate(c, err, sizeof(err)), 0);
 
 	/* pmem: path required; the file itself may not exist yet */
-	c->pmem.present = true;
+	add_dev(c, "pmem");
 	assert_int_equal(config_validate(c, err, sizeof(err)), -1);
 	assert_err_has(err, "pmem", "path", NULL);
-	snprintf(c->pmem.path, sizeof(c->pmem.path), "%s/not-yet.img", s->dir);
+	snprintf(c->pmem[0].path, sizeof(c->pmem[0].path), "%s/not-yet.img", s->dir);
 	assert_int_equal(config_validate(c, err, sizeof(err)), 0);
-	c->pmem.size = 3 * MIB;
+	c->pmem[0].size = 3 * MIB;
 	assert_int_equal(config_validate(c, err, sizeof(err)), -1);
 	assert_err_has(err, "pmem size", "2 MiB", NULL);
-	c->pmem.size = 4 * MIB;
-	c->pmem.granule = 3 * 1024;
+	c->pmem[0].size = 4 * MIB;
+	c->pmem[0].granule = 3 * 1024;
 	assert_int_equal(config_validate(c, err, sizeof(err)), -1);
 	assert_err_has(err, "granule", "3072", NULL);
-	c->pmem.granule = 12 * 1024;	/* in range, not a power of two */
+	c->pmem[0].granule = 12 * 1024;	/* in range, not a power of two */
 	assert_int_equal(config_validate(c, err, sizeof(err)), -1);
 	assert_err_has(err, "granule", "12288", NULL);
-	c->pmem.granule = 2048;	/* a power of two, too small */
+	c->pmem[0].granule = 2048;	/* a power of two, too small */
 	assert_int_equal(config_validate(c, err, sizeof(err)), -1);
 	assert_err_has(err, "granule", NULL);
-	c->pmem.granule = 4 * MIB;	/* too big */
+	c->pmem[0].granule = 4 * MIB;	/* too big */
 	assert_int_equal(config_validate(c, err, sizeof(err)), -1);
 	assert_err_has(err, "granule", NULL);
-	c->pmem.granule = 4096;
+	c->pmem[0].granule = 4096;
 	assert_int_equal(config_validate(c, err, sizeof(err)), 0);
-	c->pmem.granule = 2 * MIB;
+	c->pmem[0].granule = 2 * MIB;
 	assert_int_equal(config_validate(c, err, sizeof(err)), 0);
 
-	c->blk.present = true;
+	add_dev(c, "blk");
 	assert_int_equal(config_validate(c, err, sizeof(err)), -1);
 	assert_err_has(err, "blk", "path", NULL);
-	snprintf(c->blk.path, sizeof(c->blk.path), "disk.img");
+	snprintf(c->blk[0].path, sizeof(c->blk[0].path), "disk.img");
 	assert_int_equal(config_validate(c, err, sizeof(err)), 0);
 	/* workers: 0 = the device's default, up to 64 */
-	c->blk.workers = CONFIG_MAX_BLK_WORKERS;
+	c->blk[0].workers = CONFIG_MAX_BLK_WORKERS;
 	assert_int_equal(config_validate(c, err, sizeof(err)), 0);
-	c->blk.workers = CONFIG_MAX_BLK_WORKERS + 1;
+	c->blk[0].workers = CONFIG_MAX_BLK_WORKERS + 1;
 	assert_int_equal(config_validate(c, err, sizeof(err)), -1);
 	assert_err_has(err, "blk workers", "65", NULL);
-	c->blk.workers = 0;
+	c->blk[0].workers = 0;
 	/* write_log: a new file beside a writable disk */
-	snprintf(c->blk.write_log, sizeof(c->blk.write_log), "disk.log");
+	snprintf(c->blk[0].write_log, sizeof(c->blk[0].write_log), "disk.log");
 	assert_int_equal(config_validate(c, err, sizeof(err)), 0);
-	snprintf(c->blk.write_log, sizeof(c->blk.write_log), "disk.img");
+	snprintf(c->blk[0].write_log, sizeof(c->blk[0].write_log), "disk.img");
 	assert_int_equal(config_validate(c, err, sizeof(err)), -1);
 	assert_err_has(err, "blk write_log", "disk.img", NULL);
-	snprintf(c->blk.write_log, sizeof(c->blk.write_log), "logs/");
+	snprintf(c->blk[0].write_log, sizeof(c->blk[0].write_log), "logs/");
 	assert_int_equal(config_validate(c, err, sizeof(err)), -1);
 	assert_err_has(err, "blk write_log", "directory", NULL);
-	snprintf(c->blk.write_log, sizeof(c->blk.write_log), "disk.log");
-	c->blk.readonly = true;
+	snprintf(c->blk[0].write_log, sizeof(c->blk[0].write_log), "disk.log");
+	c->blk[0].readonly = true;
 	assert_int_equal(config_validate(c, err, sizeof(err)), -1);
 	assert_err_has(err, "blk write_log", "read-only", NULL);
-	c->blk.readonly = false;
+	c->blk[0].readonly = false;
 	/* not on the pmem file: the window's stores would be missing from the log */
-	c->pmem.present = true;
-	snprintf(c->pmem.path, sizeof(c->pmem.path), "disk.img");
+	add_dev(c, "pmem");
+	snprintf(c->pmem[0].path, sizeof(c->pmem[0].path), "disk.img");
 	assert_int_equal(config_validate(c, err, sizeof(err)), -1);
 	assert_err_has(err, "blk write_log", "pmem", NULL);
-	snprintf(c->pmem.path, sizeof(c->pmem.path), "pmem.img");
+	snprintf(c->pmem[0].path, sizeof(c->pmem[0].path), "pmem.img");
 	assert_int_equal(config_validate(c, err, sizeof(err)), 0);
-	c->blk.write_log[0] = 0;
+	c->blk[0].write_log[0] = 0;
+}
+
+/* Issue 15 item 1: several named devices, in the order they first appear; a plain section is
+ * the device of that kind's own name; names are shared by both kinds. */
+static void test_named_devices(void **state)
+{
+	struct vm_config c;
+	char err[512] = "";
+
+	(void)state;
+	if (parse(&c, "[blk \"scratch\"]\npath = s.img\n"
+		      "[pmem]\npath = p.img\n"
+		      "[blk]\npath = d.img\nreadonly = on\n"
+		      "[pmem \"log\"]\npath = l.img\nsize = 4M\n"
+		      "[blk \"scratch\"]\nworkers = 2\n"       /* continues the first one */
+		      "[ blk  \"t-2_x\" ]\npath = t.img\n", err, sizeof(err)))
+		fail_msg("%s", err);
+	assert_int_equal(c.nblk, 3);
+	assert_int_equal(c.npmem, 2);
+	assert_string_equal(c.blk[0].name, "scratch");
+	assert_string_equal(c.blk[0].path, "s.img");
+	assert_int_equal(c.blk[0].workers, 2);
+	assert_true(c.blk[0].direct);
+	assert_string_equal(c.blk[1].name, "blk");
+	assert_true(c.blk[1].readonly);
+	assert_string_equal(c.blk[2].name, "t-2_x");
+	assert_string_equal(c.pmem[0].name, "pmem");
+	assert_string_equal(c.pmem[1].name, "log");
+	assert_int_equal(c.pmem[1].size, 4 * MIB);
+	/* a flag-style key sets the plain device; the named API the named one */
+	assert_int_equal(config_set(&c, "blk", "workers", "3", "--x", err, sizeof(err)), 0);
+	assert_int_equal(c.blk[1].workers, 3);
+	assert_int_equal(config_set_dev(&c, "pmem", "log", "granule", "64k", "--y", err,
+					sizeof(err)), 0);
+	assert_int_equal(c.pmem[1].granule, 64 * 1024);
+
+	/* refused, each with the line and what is wrong */
+	assert_int_equal(parse(&c, "[blk \"a\"]\n[pmem \"a\"]\n", err, sizeof(err)), -1);
+	assert_err_has(err, ":2", "\"a\"", "taken", NULL);
+	assert_int_equal(parse(&c, "[blk \"pmem\"]\n[pmem]\n", err, sizeof(err)), -1);
+	assert_err_has(err, ":2", "\"pmem\"", "taken", NULL);
+	assert_int_equal(parse(&c, "[blk \"a b\"]\n", err, sizeof(err)), -1);
+	assert_err_has(err, ":1", "bad device name", NULL);
+	assert_int_equal(parse(&c, "[blk \"\"]\n", err, sizeof(err)), -1);
+	assert_err_has(err, "bad device name", NULL);
+	assert_int_equal(parse(&c, "[blk \"0123456789012345678901234567890123\"]\n", err,
+			       sizeof(err)), -1);
+	assert_err_has(err, "bad device name", NULL);
+	assert_int_equal(parse(&c, "[blk \"x]\n", err, sizeof(err)), -1);
+	assert_err_has(err, ":1", "malformed", NULL);
+	assert_int_equal(parse(&c, "[vm \"x\"]\n", err, sizeof(err)), -1);
+	assert_err_has(err, "unknown section", NULL);
+	assert_int_equal(parse(&c, "[blk \"x\" y]\n", err, sizeof(err)), -1);
+	assert_err_has(err, "malformed", NULL);
+	char many[1024] = "";
+	for (int i = 0; i <= CONFIG_MAX_BLK; i++)
+		snprintf(many + strlen(many), sizeof(many) - strlen(many), "[blk \"d%d\"]\n", i);
+	assert_int_equal(parse(&c, many, err, sizeof(err)), -1);
+	assert_err_has(err, "at most 8 blk devices", NULL);
+	many[0] = 0;
+	for (int i = 0; i <= CONFIG_MAX_PMEM; i++)
+		snprintf(many + strlen(many), sizeof(many) - strlen(many), "[pmem \"p%d\"]\n", i);
+	assert_int_equal(parse(&c, many, err, sizeof(err)), -1);
+	assert_err_has(err, "at most 4 pmem devices", NULL);
+}
+
+/* fault = RULE lines are kept per device, in order, with where they came from. */
+static void test_fault_lines(void **state)
+{
+	struct vm_config c;
+	char err[512] = "";
+
+	(void)state;
+	if (parse(&c, "[blk \"s\"]\nfault = op=write effect=ioerr\n"
+		      "fault = op=read when=once effect=unsupp   # comment\n"
+		      "[pmem]\nfault = op=flush effect=ioerr\n", err, sizeof(err)))
+		fail_msg("%s", err);
+	assert_int_equal(c.blk[0].faults.n, 2);
+	assert_string_equal(c.blk[0].faults.text[0], "op=write effect=ioerr");
+	assert_string_equal(c.blk[0].faults.text[1], "op=read when=once effect=unsupp");
+	assert_string_equal(c.blk[0].faults.where[1], "t.conf:3");
+	assert_int_equal(c.pmem[0].faults.n, 1);
+	assert_int_equal(parse(&c, "[blk]\nfault =\n", err, sizeof(err)), -1);
+	assert_err_has(err, "fault rule empty", NULL);
+	char many[2048] = "[blk]\n";
+	for (int i = 0; i <= CONFIG_MAX_FAULTS; i++)
+		strcat(many, "fault = op=read effect=ioerr\n");
+	assert_int_equal(parse(&c, many, err, sizeof(err)), -1);
+	assert_err_has(err, "more than 16 fault rules", NULL);
+}
+
+/* Validation names the device, and checks write logs across devices. */
+static void test_validate_named(void **state)
+{
+	struct scratch *s = *state;
+	struct vm_config c;
+	char err[512] = "";
+
+	if (parse(&c, "[blk \"scratch\"]\n", err, sizeof(err)))
+		fail_msg("%s", err);
+	snprintf(c.kernel, sizeof(c.kernel), "%s", s->kernel);
+	assert_int_equal(config_validate(&c, err, sizeof(err)), -1);
+	assert_err_has(err, "blk \"scratch\" path", "[blk \"scratch\"] path = FILE", NULL);
+	assert_int_equal(parse(&c, "[blk \"a\"]\npath = a.img\nwrite_log = l\n"
+			       "[blk \"b\"]\npath = b.img\nwrite_log = l\n", err, sizeof(err)), 0);
+	snprintf(c.kernel, sizeof(c.kernel), "%s", s->kernel);
+	assert_int_equal(config_validate(&c, err, sizeof(err)), -1);
+	assert_err_has(err, "blk \"a\" write_log", "another disk", NULL);
+	assert_int_equal(parse(&c, "[blk \"a\"]\npath = a.img\nwrite_log = b.img\n"
+			       "[blk \"b\"]\npath = b.img\n", err, sizeof(err)), 0);
+	snprintf(c.kernel, sizeof(c.kernel), "%s", s->kernel);
+	assert_int_equal(config_validate(&c, err, sizeof(err)), -1);
+	assert_err_has(err, "write_log 'b.img'", "disk image", NULL);
+	assert_int_equal(parse(&c, "[pmem \"x\"]\npath = p.img\nsize = 3M\n", err,
+			       sizeof(err)), 0);
+	snprintf(c.kernel, sizeof(c.kernel), "%s", s->kernel);
+	assert_int_equal(config_validate(&c, err, sizeof(err)), -1);
+	assert_err_has(err, "pmem \"x\" size", "2 MiB", NULL);
 }
 
 int main(void)
@@ -729,6 +856,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_flush_policy_key, scratch_setup, scratch_teardown),
 		cmocka_unit_test_setup_teardown(test_validate, scratch_setup, scratch_teardown),
 		cmocka_unit_test(test_serial_limit_key),
+		cmocka_unit_test(test_named_devices),
+		cmocka_unit_test(test_fault_lines),
+		cmocka_unit_test_setup_teardown(test_validate_named, scratch_setup,
+						scratch_teardown),
 	};
 
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);

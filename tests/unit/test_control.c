@@ -571,6 +571,78 @@ static void test_no_pcache(void **state)
 	control_free(c);
 }
 
+/* Several devices (issue 15 item 1): "device" picks whose file a request works on; without it
+ * the default (the first window); unknown names and cacheless disks are refused by name. */
+static void test_named_devices(void **state)
+{
+	struct cx *x = *state; /* its cache is device "pmem", the default */
+	struct env b = { 0 };
+	assert_int_equal(env_open(&b, 2 * MIB, 0, 64 * KIB, true), 0);
+	struct control_deps d = { .pc = x->e.pc, .image_limit = 4 * MIB };
+	d.dev[d.ndev++] = (struct control_device){ .name = "scratch", .kind = "blk" };
+	d.dev[d.ndev++] = (struct control_device){ .name = "pmem", .kind = "pmem", .pc = x->e.pc,
+						   .image_limit = 4 * MIB };
+	d.dev[d.ndev++] = (struct control_device){ .name = "log", .kind = "pmem", .pc = b.pc,
+						   .image_limit = 2 * MIB };
+	struct control *c = control_new(&d);
+	char *r;
+	const char *q = "{\"cmd\":\"host-write\",\"device\":\"log\",\"offset\":8192,"
+			"\"data\":\"c0ffee\"}";
+	r = control_handle(c, q, strlen(q));
+	assert_non_null(strstr(r, "\"ok\":true"));
+	free(r);
+	/* it went to log's file, not to the default's */
+	uint8_t got[3];
+	int fd = open(b.path, O_RDONLY);
+	assert_int_equal(pread(fd, got, 3, 8192), 3);
+	close(fd);
+	assert_memory_equal(got, "\xc0\xff\xee", 3);
+	fd = open(x->e.path, O_RDONLY);
+	assert_int_equal(pread(fd, got, 3, 8192), 3);
+	close(fd);
+	assert_memory_not_equal(got, "\xc0\xff\xee", 3);
+	q = "{\"cmd\":\"host-read\",\"device\":\"log\",\"offset\":8192,\"length\":3}";
+	r = control_handle(c, q, strlen(q));
+	assert_non_null(strstr(r, "\"data\":\"c0ffee\""));
+	free(r);
+	/* each device's own bounds */
+	q = "{\"cmd\":\"host-read\",\"device\":\"log\",\"offset\":3145728,\"length\":1}";
+	r = control_handle(c, q, strlen(q));
+	assert_non_null(strstr(r, "beyond the image (2097152 bytes)"));
+	free(r);
+	q = "{\"cmd\":\"host-read\",\"offset\":3145728,\"length\":1}";
+	r = control_handle(c, q, strlen(q));
+	assert_non_null(strstr(r, "\"ok\":true"));
+	free(r);
+	q = "{\"cmd\":\"host-read\",\"device\":\"nope\",\"offset\":0,\"length\":1}";
+	r = control_handle(c, q, strlen(q));
+	assert_non_null(strstr(r, "nope\\\" (devices: scratch, pmem, log)"));
+	free(r);
+	q = "{\"cmd\":\"invalidate\",\"device\":\"scratch\",\"offset\":0,\"length\":1}";
+	r = control_handle(c, q, strlen(q));
+	assert_non_null(strstr(r, "scratch\\\" has no page cache"));
+	free(r);
+	q = "{\"cmd\":\"flush\",\"device\":\"scratch\"}";
+	r = control_handle(c, q, strlen(q));
+	assert_non_null(strstr(r, "scratch\\\" is read-only"));
+	free(r);
+	q = "{\"cmd\":\"flush\",\"device\":7}";
+	r = control_handle(c, q, strlen(q));
+	assert_non_null(strstr(r, "device\\\" must be a string"));
+	free(r);
+	q = "{\"cmd\":\"flush\",\"device\":\"log\"}";
+	r = control_handle(c, q, strlen(q));
+	assert_non_null(strstr(r, "\"ok\":true"));
+	free(r);
+	r = control_handle(c, "{\"cmd\":\"stats\"}", 15);
+	assert_non_null(strstr(r, "\"devices\":{\"scratch\":{\"kind\":\"blk\",\"stats\":null},"
+				  "\"pmem\":{\"kind\":\"pmem\""));
+	assert_non_null(strstr(r, "\"log\":{\"kind\":\"pmem\""));
+	free(r);
+	control_free(c);
+	env_close(&b);
+}
+
 /* The parser alone: what it accepts. */
 static void test_json_accepts(void **state)
 {
@@ -611,6 +683,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_truncate, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_socket_path, setup, teardown),
 		cmocka_unit_test(test_no_pcache),
+		cmocka_unit_test_setup_teardown(test_named_devices, setup, teardown),
 		cmocka_unit_test(test_json_accepts),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
