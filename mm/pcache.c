@@ -330,6 +330,17 @@ void pcache_put(struct pcache *pc)
 		}
 	pthread_mutex_unlock(&reg_lock);
 	assert(!pc->maps);
+	if (pcache_is_cut(pc)) {
+		/* A power cut: what was not written back is gone, as on the machine it models. */
+		uint64_t dirty = 0;
+		for (uint64_t p = 0; p < pc->npages; p++)
+			dirty += (page_flags(&pc->flags[p]) & PG_DIRTY) != 0;
+		if (dirty)
+			fprintf(stderr, "cvmm: pmem '%s': power cut: %llu dirty pages not written "
+				"back\n", pc->path, (unsigned long long)dirty);
+		pcache_free(pc);
+		return;
+	}
 	/* Like closing the last mapping of a MAP_SHARED file: dirty data is written, not lost. */
 	uint64_t cursor = pcache_errseq_sample(pc);
 	int r = pcache_flush(pc, &cursor);
@@ -337,6 +348,11 @@ void pcache_put(struct pcache *pc)
 		fprintf(stderr, "cvmm: pmem '%s': writing back dirty data at exit: %s\n", pc->path,
 			strerror(-r));
 	pcache_free(pc);
+}
+
+void pcache_power_cut(struct pcache *pc)
+{
+	__atomic_store_n(&pc->power_cut, 1, __ATOMIC_RELEASE);
 }
 
 /* ---- statistics -------------------------------------------------------------------------- */

@@ -268,6 +268,12 @@ int pcache_map_granule_state(struct pcache_map *m, uint64_t gpa);
 uint32_t pcache_page_flags(struct pcache *pc, uint64_t off);
 uint32_t pcache_page_pins(struct pcache *pc, uint64_t off);
 
+/* Power cut (issue 16): from now on nothing reaches the file: writebacks, direct writes,
+ * punches and truncates fail with -EIO, and the last pcache_put writes nothing back (it says
+ * how many dirty pages were dropped). The file keeps what earlier writebacks and writes put
+ * there. For the VM's power cut: vCPUs and devices stopping after it cannot change the file. */
+void pcache_power_cut(struct pcache *pc);
+
 /* ---- fault injection (tests) ------------------------------------------------------------- */
 struct pcache_inject {
 	int fallocate_errno;   /* mkwrite's fallocate fails with this errno ... */

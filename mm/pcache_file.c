@@ -20,6 +20,8 @@
  * moment"), with the injection knob in front. */
 int pcache_file_rwv(struct pcache *pc, bool wr, const struct iovec *iov, unsigned n, uint64_t off)
 {
+	if (wr && pcache_is_cut(pc))
+		return -EIO;
 	int e = wr ? pcache_injected(pc, &pc->inj.pwrite_errno, &pc->inj.pwrite_count)
 		   : pcache_injected(pc, &pc->inj.pread_errno, &pc->inj.pread_count);
 	if (e)
@@ -140,6 +142,8 @@ int pcache_file_reserve(struct pcache *pc, uint64_t off, uint64_t len)
 int pcache_file_zero_range(struct pcache *pc, uint64_t off, uint64_t len, bool zero)
 {
 	int mode = FALLOC_FL_KEEP_SIZE | (zero ? FALLOC_FL_ZERO_RANGE : FALLOC_FL_PUNCH_HOLE);
+	if (pcache_is_cut(pc))
+		return -EIO;
 	while (fallocate(pc->fd, mode, (off_t)off, (off_t)len) < 0) {
 		if (errno == EINTR)
 			continue;

@@ -116,7 +116,16 @@ struct pcache {
 	 * the VM with this message (pcache_broken) instead of cvmm aborting on an assert. */
 	int broken;                 /* atomic */
 	char broken_why[192];
+	/* pcache_power_cut: from now on nothing reaches the file (writes fail -EIO, the last put
+	 * writes nothing back). Atomic; set once. */
+	int power_cut;
 };
+
+/* The file is frozen by a power cut (pcache_power_cut). */
+static inline bool pcache_is_cut(struct pcache *pc)
+{
+	return __atomic_load_n(&pc->power_cut, __ATOMIC_ACQUIRE);
+}
 
 #define STAT_ADD(pc, field, n) __atomic_add_fetch(&(pc)->st.field, (uint64_t)(n), __ATOMIC_RELAXED)
 

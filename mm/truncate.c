@@ -106,6 +106,8 @@ enum break_op { BREAK_PUNCH, BREAK_ZERO, BREAK_TRUNCATE };
 /* The file side of a break, inside it (page locks of the cached part held). */
 static int break_file(struct pcache *pc, uint64_t off, uint64_t len, enum break_op op)
 {
+	if (pcache_is_cut(pc))
+		return -EIO;
 	if (op == BREAK_TRUNCATE) {
 		int r = 0;
 		pthread_mutex_lock(&pc->size_lock);

@@ -658,9 +658,41 @@ static void test_two_maps_share_pages(void **state)
 	env_close(&e);
 }
 
+/* Power cut (issue 16 item 3): after pcache_power_cut nothing reaches the file, not even the
+ * exit-time writeback of the last put; what was written back before stays. */
+static void test_power_cut_freezes_file(void **state)
+{
+	(void)state;
+	struct env e;
+	assert_int_equal(env_open(&e, 2 * MIB, 2 * MIB, 64 * KIB, true), 0);
+	uint64_t cursor = pcache_errseq_sample(e.pc);
+	assert_int_equal(env_store8(&e, 0, 0x1111111111111111ULL), PCACHE_FAULT_DONE);
+	assert_int_equal(pcache_flush(e.pc, &cursor), 0);          /* durable: stays */
+	assert_int_equal(env_store8(&e, 8192, 0x2222222222222222ULL), PCACHE_FAULT_DONE);
+	pcache_power_cut(e.pc);
+	assert_true(pcache_direct_write(e.pc, 65536, "x", 1) < 0);
+	assert_int_not_equal(pcache_break_punch(e.pc, 131072, 4096, false), 0);
+	pcache_map_destroy(e.m);
+	e.m = NULL;
+	pcache_put(e.pc);                                          /* no writeback */
+	e.pc = NULL;
+	uint64_t v0, v1;
+	uint8_t b;
+	int fd = open(e.path, O_RDONLY);
+	assert_int_equal(pread(fd, &v0, 8, 0), 8);
+	assert_int_equal(pread(fd, &v1, 8, 8192), 8);
+	assert_int_equal(pread(fd, &b, 1, 65536), 1);
+	close(fd);
+	assert_true(v0 == 0x1111111111111111ULL);
+	assert_true(v1 != 0x2222222222222222ULL);
+	assert_int_equal(b, env_pattern(65536));
+	env_close(&e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_power_cut_freezes_file),
 		cmocka_unit_test(test_open_create_extend),
 		cmocka_unit_test(test_open_creates_private_file_no_link),
 		cmocka_unit_test(test_page_word_state_machine),
