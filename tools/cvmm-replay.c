@@ -951,13 +951,11 @@ int main(int argc, char **argv)
 		case O_DIR: co.dir = optarg; break;
 		case O_LIST: case O_CRASH: break;
 		case O_HELP: fputs(usage, stdout); return EX_OK;
-		case O_FLUSH:
-			if (!strcmp(optarg, "last")) {
+		default: /* the options with a number */
+			if (c == O_FLUSH && !strcmp(optarg, "last")) {
 				flush = UINT64_MAX;
 				break;
 			}
-			/* fall through */
-		default:
 			if (!parse_u64(optarg, &v))
 				return bad_usage("--%s '%s': not a number", name, optarg);
 			if (c == O_ENTRY)
