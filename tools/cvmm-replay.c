@@ -308,7 +308,9 @@ static int do_list(void)
 				rc = fail(EX_IO, "out of memory");
 			eu = 0;
 		}
-		if (((e.flags & F_FUA) && !idx_push(&fua, i)) || ((e.flags & F_MARK) && !idx_push(&mk, i)))
+		if ((e.flags & F_FUA) && !idx_push(&fua, i))
+			rc = fail(EX_IO, "out of memory");
+		if ((e.flags & F_MARK) && !idx_push(&mk, i))
 			rc = fail(EX_IO, "out of memory");
 		uint64_t us;
 		eu += units_of(&e, &us);
