@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -870,6 +871,68 @@ static void test_fault_delay(void **state)
 	assert_int_equal(fault_fired(&f->b.faults), 1);
 }
 
+/* A request built by hand (no ring), for running blk_handle on several threads at once as
+ * the workers of devices/vq_exec.c do. */
+struct hand_req {
+	struct vq_req r;
+	struct virtio_blk_outhdr h;
+	uint8_t data[4096];
+	uint8_t status;
+	struct blk_dev *b;
+	int done;          /* atomic */
+	uint64_t took_us;
+};
+
+static void hand_req_init(struct hand_req *q, struct blk_dev *b, uint64_t sector)
+{
+	memset(q, 0, sizeof(*q));
+	assert_int_equal(vq_req_init(&q->r, 4), 0);
+	q->b = b;
+	q->h = (struct virtio_blk_outhdr){ .type = VIRTIO_BLK_T_IN, .sector = sector };
+	q->status = 0xee;
+	q->r.iov[0] = (struct iovec){ &q->h, sizeof(q->h) };
+	q->r.iov[1] = (struct iovec){ q->data, sizeof(q->data) };
+	q->r.iov[2] = (struct iovec){ &q->status, 1 };
+	q->r.nseg = 3;
+	q->r.nout = 1;
+	q->r.out_len = sizeof(q->h);
+	q->r.in_len = sizeof(q->data) + 1;
+}
+
+static void *hand_req_run(void *arg)
+{
+	struct hand_req *q = arg;
+	uint64_t t0 = mono_us();
+	blk_handle(q->b, 0, &q->r);
+	q->took_us = mono_us() - t0;
+	__atomic_store_n(&q->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/* A delayed request holds only its own worker: another request of the device, on another
+ * worker, completes while the first one still sleeps. */
+static void test_fault_delay_concurrent(void **state)
+{
+	struct fx *f = *state;
+	fault_add_ok(f, "op=read range=0+4K effect=delay:300ms");
+	struct hand_req slow, fast;
+	hand_req_init(&slow, &f->b, 0);
+	hand_req_init(&fast, &f->b, 64);
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, hand_req_run, &slow), 0);
+	while (fault_fired(&f->b.faults) == 0) /* the slow one is in its delay */
+		usleep(1000);
+	hand_req_run(&fast);
+	assert_int_equal(fast.status, VIRTIO_BLK_S_OK);
+	assert_true(fast.took_us < 300000);
+	assert_false(__atomic_load_n(&slow.done, __ATOMIC_ACQUIRE));
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_int_equal(slow.status, VIRTIO_BLK_S_OK);
+	assert_true(slow.took_us >= 300000);
+	vq_req_free(&slow.r);
+	vq_req_free(&fast.r);
+}
+
 /* FLUSH: ioerr (the backend is not asked), once; unsupp; even with flush = ignore */
 static void test_fault_flush(void **state)
 {
@@ -1026,6 +1089,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_fault_read, setup_rw, teardown),
 		cmocka_unit_test_setup_teardown(test_fault_torn, setup_rw, teardown),
 		cmocka_unit_test_setup_teardown(test_fault_delay, setup_rw, teardown),
+		cmocka_unit_test_setup_teardown(test_fault_delay_concurrent, setup_mem, teardown),
 		cmocka_unit_test_setup_teardown(test_fault_flush, setup_mem, teardown),
 		cmocka_unit_test_setup_teardown(test_fault_dwz, setup_rw, teardown),
 		cmocka_unit_test(test_open_errors),
