@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 /* The config layout is ABI (5.2.4). */
 _Static_assert(offsetof(struct virtio_blk_config, blk_size) == 20, "blk_size");
@@ -27,6 +28,8 @@ static bool has(const struct blk_dev *b, unsigned bit)
 int blk_init(struct blk_dev *b, struct blk_backend *be, char *err, size_t errlen)
 {
 	memset(b, 0, sizeof(*b));
+	/* first, so blk_destroy is right after a failed init too */
+	fault_set_init(&b->faults, "virtio-blk fault", FAULT_OPS_BLK, FAULT_EFFECTS_BLK);
 	if (!be || be->size < BLK_BLOCK_SIZE || be->size % BLK_BLOCK_SIZE) {
 		snprintf(err, errlen, "blk: backend size is not a positive multiple of %u",
 			 BLK_BLOCK_SIZE);
@@ -75,6 +78,7 @@ void blk_destroy(struct blk_dev *b)
 	b->dma = NULL;
 	b->dma_ctx = NULL;
 	ratelimit_destroy(&b->rl);
+	fault_set_destroy(&b->faults);
 }
 
 void blk_set_dma(struct blk_dev *b, const struct blk_dma_ops *ops, void *ctx)
@@ -95,13 +99,16 @@ void blk_stats_json(struct blk_dev *b, FILE *f)
 		   "\"discards\": %llu, \"write_zeroes\": %llu, \"get_id\": %llu, "
 		   "\"ioerr\": %llu, \"unsupp\": %llu, \"dropped\": %llu, "
 		   "\"window_dma_requests\": %llu, \"window_pin_errors\": %llu, "
-		   "\"flush\": \"%s\", \"flushes_ignored\": %llu}",
+		   "\"flush\": \"%s\", \"flushes_ignored\": %llu, \"faults_injected\": %llu, "
+		   "\"faults\": ",
 		b->backend_name ? b->backend_name : "file", U(b->capacity * BLK_SECTOR),
 		U(s.requests), U(s.read_bytes), U(s.write_bytes), U(s.flushes), U(s.discards),
 		U(s.write_zeroes), U(s.get_id), U(s.ioerr), U(s.unsupp), U(s.dropped),
 		U(s.dma_requests), U(s.dma_pin_errors), b->flush_ignore ? "ignore" : "sync",
-		U(s.flushes_ignored));
+		U(s.flushes_ignored), U(fault_fired(&b->faults)));
 #undef U
+	fault_list_json(&b->faults, f);
+	fputc('}', f);
 }
 
 /* Drop the request's window pins (if any): the device wrote its writable segments. */
@@ -138,6 +145,45 @@ static bool in_range(const struct blk_dev *b, uint64_t sector, uint64_t bytes)
 	return sector <= b->capacity && n <= b->capacity - sector;
 }
 
+/* Sleep us microseconds, all of them (a signal may cut a nanosleep short). */
+static void sleep_us(uint64_t us)
+{
+	struct timespec t = { .tv_sec = (time_t)(us / 1000000), .tv_nsec = (long)(us % 1000000) * 1000 };
+	while (nanosleep(&t, &t) < 0 && errno == EINTR)
+		;
+}
+
+/* Consult the fault rules for a request that passed its checks. Returns true if the request
+ * ends here with status *st (ioerr, unsupp: the backend is not called). A delay sleeps and
+ * returns false: the request then runs. A torn write returns false with *torn set to the
+ * sectors to write before failing (torn is NULL for requests other than writes; fault.c
+ * refuses torn rules for other ops). */
+static bool inject(struct blk_dev *b, enum fault_op op, const struct fault_extent *ext,
+		   unsigned n, uint8_t *st, uint64_t *torn)
+{
+	struct fault_action a;
+	if (!fault_check(&b->faults, op, ext, n, &a))
+		return false;
+	switch (a.effect) {
+	case FAULT_DELAY:
+		sleep_us(a.delay_us);
+		return false;
+	case FAULT_UNSUPP:
+		*st = VIRTIO_BLK_S_UNSUPP;
+		return true;
+	case FAULT_TORN:
+		if (!torn) { /* cannot happen: fail the request rather than ignore the rule */
+			*st = VIRTIO_BLK_S_IOERR;
+			return true;
+		}
+		*torn = a.torn_sectors;
+		return false;
+	default:
+		*st = VIRTIO_BLK_S_IOERR;
+		return true;
+	}
+}
+
 static uint8_t do_rw(struct blk_dev *b, struct vq_req *r, bool write, uint64_t sector,
 		     uint64_t out_data, uint64_t in_data, uint32_t *written)
 {
@@ -169,18 +215,32 @@ static uint8_t do_rw(struct blk_dev *b, struct vq_req *r, bool write, uint64_t s
 	}
 	if (len == 0)
 		return VIRTIO_BLK_S_OK;
+	uint64_t off = sector * BLK_SECTOR, torn = 0;
+	uint8_t st;
+	if (inject(b, write ? FAULT_OP_WRITE : FAULT_OP_READ, &(struct fault_extent){ off, len }, 1,
+		   &st, write ? &torn : NULL))
+		return st;
+	/* A torn write: only its first `torn` sectors reach the disk (in_range above bounds
+	 * len, so no product here overflows: torn is compared in sectors). */
+	uint64_t io_len = torn && torn < len / BLK_SECTOR ? torn * BLK_SECTOR : len;
 	/* The data part of the stream: readable after the header, or writable before the
 	 * status byte. */
 	const struct iovec *iov = write ? r->iov : r->iov + r->nout;
 	const uint64_t *gpa = write ? r->gpa : r->gpa + r->nout;
 	unsigned n = write ? r->nout : r->nseg - r->nout;
-	int k = iov_slice(iov, gpa, n, write ? sizeof(struct virtio_blk_outhdr) : 0, len, r->view,
-			  r->view_gpa, r->cap);
+	int k = iov_slice(iov, gpa, n, write ? sizeof(struct virtio_blk_outhdr) : 0, io_len,
+			  r->view, r->view_gpa, r->cap);
 	if (k < 0) /* cannot happen: the lengths were computed from these segments */
 		return VIRTIO_BLK_S_IOERR;
-	uint64_t off = sector * BLK_SECTOR;
-	int rc = write ? b->be->ops->write(b->be, r->view, r->view_gpa, (unsigned)k, off, len)
+	int rc = write ? b->be->ops->write(b->be, r->view, r->view_gpa, (unsigned)k, off, io_len)
 		       : b->be->ops->read(b->be, r->view, r->view_gpa, (unsigned)k, off, len);
+	if (torn) {
+		/* the torn part is written (or failed on its own); either way the guest sees the
+		 * write fail, and the write-through flush below is not owed for a failed write */
+		if (rc == 0)
+			STAT(b, write_bytes, io_len);
+		return VIRTIO_BLK_S_IOERR;
+	}
 	if (rc == 0 && write && !has(b, VIRTIO_BLK_F_FLUSH) && !b->flush_ignore)
 		/* 5.2.6.2: FLUSH offered but not negotiated: a write is stable when completed
 		 * (unless flush = ignore: then nothing is synced, by request). */
@@ -249,6 +309,13 @@ static uint8_t do_dwz(struct blk_dev *b, struct vq_req *r, uint32_t type, uint64
 			return VIRTIO_BLK_S_IOERR;
 		}
 	}
+	struct fault_extent ext[BLK_MAX_DWZ_SEG];
+	for (unsigned i = 0; i < nseg; i++)
+		ext[i] = (struct fault_extent){ seg[i].sector * BLK_SECTOR,
+						(uint64_t)seg[i].num_sectors * BLK_SECTOR };
+	uint8_t st;
+	if (inject(b, discard ? FAULT_OP_DISCARD : FAULT_OP_WRITE_ZEROES, ext, nseg, &st, NULL))
+		return st;
 	for (unsigned i = 0; i < nseg; i++) {
 		if (!seg[i].num_sectors)
 			continue;
@@ -353,6 +420,11 @@ uint32_t blk_handle(void *dev, unsigned q, struct vq_req *r)
 		 * flight beside this FLUSH; what it promises is the writes that completed before
 		 * it was submitted, and those have returned from the backend: its sync covers
 		 * them. A FLUSH whose own sync (or the page cache's writeback) fails says so. */
+		/* an injected fault comes before flush = ignore: a test asked for it */
+		if (inject(b, FAULT_OP_FLUSH, NULL, 0, &st, NULL)) {
+			STAT(b, flushes, 1);
+			break;
+		}
 		st = VIRTIO_BLK_S_OK;
 		if (b->flush_ignore) {
 			STAT(b, flushes_ignored, 1);

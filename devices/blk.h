@@ -30,7 +30,22 @@
  * the 4 KiB pages of the host page cache (mm/), where a sub-page direct write means an RMW
  * under a page lock. The protocol unit stays 512 bytes (5.2.4: blk_size "does not affect the
  * units used in the protocol"), so a driver that ignores blk_size still works: the backend
- * bounces unaligned requests. The capacity is a whole number of 4 KiB blocks. */
+ * bounces unaligned requests. The capacity is a whole number of 4 KiB blocks.
+ *
+ * Fault injection (devices/fault.h, issue 15): `faults` holds the device's rules, consulted
+ * for every READ, WRITE, FLUSH, DISCARD and WRITE_ZEROES after the request passed its checks
+ * and before the backend sees it (a request the guest got wrong fails as it would anyway;
+ * zero-length reads and writes never reach the rules). Rule ranges are byte offsets of the
+ * disk (sector * 512); a DISCARD / WRITE_ZEROES matches when one of its segments overlaps.
+ *   ioerr   status IOERR, the backend is not called: the disk is unchanged
+ *   unsupp  status UNSUPP, likewise
+ *   delay   the worker sleeps, then the request runs normally (only this request waits:
+ *           the others run on the other workers)
+ *   torn:K  a write: its first K sectors go through the backend, then status IOERR (K at
+ *           least the write's sectors: all of it is written, and still IOERR, as when a
+ *           disk loses the completion); nothing is written past them
+ * Injected faults are counted in the stats (faults_injected; each rule's matched and fired)
+ * and logged (rate-limited) as they fire; they count as ioerr / unsupp too. */
 #ifndef CVMM_BLK_H
 #define CVMM_BLK_H
 
@@ -40,6 +55,7 @@
 #include <stdio.h>
 #include <sys/uio.h>
 
+#include "devices/fault.h"
 #include "devices/virtio.h"
 #include "devices/virtqueue.h"
 
@@ -241,6 +257,8 @@ struct blk_dev {
 	/* [blk] flush = ignore: FLUSH completes OK at once, nothing is synced (throwaway CI
 	 * guests; the disk is not crash-safe, the stats and a start-up line say so). */
 	bool flush_ignore;
+	/* Injected faults (fault_add_text(&b->faults, ...)); thread-safe, any time. */
+	struct fault_set faults;
 };
 
 #define BLK_WORKERS_DEFAULT 16

@@ -1,7 +1,12 @@
 #include "devices/pmem.h"
 
 #include <endian.h>
+#include <errno.h>
+#include <pthread.h>
 #include <string.h>
+#include <time.h>
+
+#include "mm/pcache.h"
 
 void pmem_dev_init(struct pmem_dev *p, uint64_t start, uint64_t size, int (*flush)(void *),
 		   void *ctx)
@@ -12,11 +17,70 @@ void pmem_dev_init(struct pmem_dev *p, uint64_t start, uint64_t size, int (*flus
 	p->flush = flush;
 	p->ctx = ctx;
 	ratelimit_init(&p->rl, "virtio-pmem", 10);
+	fault_set_init(&p->faults, "virtio-pmem fault", FAULT_OPS_PMEM, FAULT_EFFECTS_PMEM);
 }
 
 void pmem_dev_destroy(struct pmem_dev *p)
 {
 	ratelimit_destroy(&p->rl);
+	fault_set_destroy(&p->faults);
+}
+
+void pmem_dev_set_pcache(struct pmem_dev *p, struct pcache *pc)
+{
+	p->pc = pc;
+	fault_set_allow(&p->faults, FAULT_ENOSPC, pc != NULL);
+}
+
+void pmem_dev_stats_json(struct pmem_dev *p, FILE *f)
+{
+#define L(x) (unsigned long long)__atomic_load_n(&p->x, __ATOMIC_RELAXED)
+	fprintf(f, "{\"flushes\": %llu, \"flush_errors\": %llu, \"bad_requests\": %llu, "
+		   "\"faults_injected\": %llu, \"faults\": ", L(flushes), L(flush_errors),
+		L(bad_requests), (unsigned long long)fault_fired(&p->faults));
+#undef L
+	fault_list_json(&p->faults, f);
+	fputc('}', f);
+}
+
+/* effect=enospc: the page cache's file writes fail with ENOSPC for the length of this FLUSH.
+ * The knob is the cache's (one per file), and two windows may share a file: FLUSHes that
+ * inject serialize here, so one of them cannot clear the knob under the other. */
+static pthread_mutex_t enospc_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int flush_enospc(struct pmem_dev *p)
+{
+	pthread_mutex_lock(&enospc_lock);
+	pcache_set_inject(p->pc, &(struct pcache_inject){ .pwrite_errno = ENOSPC,
+							  .pwrite_count = -1 });
+	int e = p->flush(p->ctx);
+	pcache_set_inject(p->pc, &(struct pcache_inject){ 0 });
+	pthread_mutex_unlock(&enospc_lock);
+	return e;
+}
+
+/* A FLUSH, through the fault rules: 0 or -errno. */
+static int do_flush(struct pmem_dev *p)
+{
+	struct fault_action a;
+	fault_check(&p->faults, FAULT_OP_FLUSH, NULL, 0, &a);
+	switch (a.effect) {
+	case FAULT_IOERR:
+		return -EIO; /* nothing written back: the dirty pages stay dirty */
+	case FAULT_ENOSPC:
+		if (p->pc)
+			return flush_enospc(p);
+		return -EIO; /* cannot happen: the rule is refused without a cache */
+	case FAULT_DELAY: {
+		struct timespec t = { .tv_sec = (time_t)(a.delay_us / 1000000),
+				      .tv_nsec = (long)(a.delay_us % 1000000) * 1000 };
+		while (nanosleep(&t, &t) < 0 && errno == EINTR)
+			;
+		return p->flush(p->ctx);
+	}
+	default:
+		return p->flush(p->ctx);
+	}
 }
 
 static uint64_t pmem_features(void *dev)
@@ -72,7 +136,7 @@ uint32_t pmem_handle(void *dev, unsigned q, struct vq_req *r)
 			p->bad_requests++;
 			rl_log(&p->rl, "request %u: unknown type %u: EIO", r->head, type);
 		} else {
-			int e = p->flush(p->ctx);
+			int e = do_flush(p);
 			__atomic_add_fetch(&p->flushes, 1, __ATOMIC_RELAXED);
 			if (e == 0) {
 				ret = htole32(VIRTIO_PMEM_RESP_TYPE_OK);

@@ -4,12 +4,13 @@
  * transfer whose iovecs do not add up to the length, and on any write to a read-only disk;
  * ASan catches guest-memory escapes (each region is its own heap block).
  *
- * Input: byte 0 bit 0 read-only disk, bit 1 EVENT_IDX; byte 1 masks feature bits 8..15
+ * Input: byte 0 bit 0 read-only disk, bit 1 EVENT_IDX, bits 2..4 a fault rule from `rules`
+ * below (0: none; torn writes slice the request's iovecs short); byte 1 masks feature bits 8..15
  * (FLUSH, DISCARD, WRITE_ZEROES); the rest is guest RAM from GPA 0 (avail ring at 0,
  * descriptors at 0x100, used ring at 0x600). Seeds: tests/fuzz/corpus/fuzz_blk/.
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. -D_GNU_SOURCE \
- *         tests/fuzz/fuzz_blk.c devices/blk.c devices/virtqueue.c devices/virtio.c \
+ *         tests/fuzz/fuzz_blk.c devices/blk.c devices/fault.c devices/virtqueue.c devices/virtio.c \
  *         lib/guest_mem.c */
 #include <errno.h>
 #include <stdint.h>
@@ -106,11 +107,25 @@ static const struct blk_backend_ops md_ops = { md_read, md_write, md_flush, md_d
 
 static struct mem_disk disk;
 
+/* The injected faults an input may pick (devices/fault.h): each takes a path of its own in
+ * blk.c (a torn write issues a shorter transfer than the request's). */
+static const char *const rules[8] = {
+	NULL,
+	"op=write effect=torn:1",
+	"op=write range=0-64K when=after:1 effect=torn:7",
+	"op=any when=prob:0.5 seed=1 effect=ioerr",
+	"op=any range=4K+4K effect=unsupp",
+	"op=write-zeroes when=once effect=ioerr",
+	"op=flush effect=ioerr",
+	"op=discard range=60K+4K effect=delay:0us",
+};
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 2)
 		return 0;
 	bool ro = data[0] & 1, event_idx = data[0] & 2;
+	const char *rule = rules[(data[0] >> 2) & 7];
 	uint64_t feature_mask = (uint64_t)data[1] << 8 | 0xff; /* drop FLUSH/DISCARD/WZ at will */
 	data += 2;
 	size -= 2;
@@ -134,6 +149,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (blk_init(&b, &disk.be, err, sizeof(err)))
 		abort();
 	b.features = b.offered & (feature_mask | ~0xffffULL);
+	if (rule && fault_add_text(&b.faults, rule, err, sizeof(err)) < 0)
+		abort();
 	struct virtq q;
 	struct vq_req r;
 	if (vq_req_init(&r, QSIZE) ||

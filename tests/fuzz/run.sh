@@ -12,11 +12,11 @@
 fuzz_sources() {
 	case "$1" in
 	fuzz_virtq)  echo "devices/virtqueue.c devices/virtio.c lib/guest_mem.c lib/iov.c" ;;
-	fuzz_blk)    echo "devices/blk.c devices/virtqueue.c devices/virtio.c lib/guest_mem.c lib/iov.c" ;;
+	fuzz_blk)    echo "devices/blk.c devices/fault.c devices/virtqueue.c devices/virtio.c lib/guest_mem.c lib/iov.c" ;;
 	fuzz_config) echo "vmm/config.c" ;;
 	fuzz_elf)    echo "vmm/loader_elf.c lib/file.c lib/guest_mem.c" ;;
 	fuzz_control) echo "vmm/control_json.c" ;;
-	fuzz_blk_window) echo "devices/blk.c devices/blk_pcache.c devices/virtqueue.c devices/virtio.c $(ls lib/*.c mm/*.c | tr '\n' ' ')" ;;
+	fuzz_blk_window) echo "devices/blk.c devices/fault.c devices/blk_pcache.c devices/virtqueue.c devices/virtio.c $(ls lib/*.c mm/*.c | tr '\n' ' ')" ;;
 	fuzz_linux)  echo "vmm/linux.c vmm/loader_elf.c lib/file.c lib/guest_mem.c vmm/acpi.c vmm/boot.c vmm/cpuid.c" ;;
 	*) return 1 ;;
 	esac

@@ -8,10 +8,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "devices/blk.h"
@@ -708,6 +710,291 @@ static void test_unaligned_large(void **state)
 	assert_memory_equal(f->ram + DATA_GPA + 0x600000, f->ram + g + 5 * 512, 8192);
 }
 
+/* ---- injected faults (devices/fault.h) ---- */
+
+static int fault_add_ok(struct fx *f, const char *text)
+{
+	char err[256];
+	int id = fault_add_text(&f->b.faults, text, err, sizeof(err));
+	if (id < 0)
+		fprintf(stderr, "%s: %s\n", text, err);
+	assert_true(id > 0);
+	return id;
+}
+
+/* disk [off, off + len) of the file holds the setup pattern */
+static void check_pattern(struct fx *f, uint64_t disk_off, uint64_t len)
+{
+	check_zero(f, disk_off, len, false);
+}
+
+/* disk [off, off + len) of the file holds guest RAM at gpa */
+static void check_data(struct fx *f, uint64_t disk_off, uint64_t gpa, uint64_t len)
+{
+	uint8_t *buf = malloc(len);
+	assert_int_equal(pread(f->fd, buf, len, 8192 + disk_off), (ssize_t)len);
+	assert_memory_equal(buf, f->ram + gpa, len);
+	free(buf);
+}
+
+/* ioerr on writes in a range: IOERR, the file unchanged, writes elsewhere fine; after:N;
+ * once removed, the same write succeeds. */
+static void test_fault_ioerr(void **state)
+{
+	struct fx *f = *state;
+	uint32_t used;
+	int id = fault_add_ok(f, "op=write range=64K+8K when=after:1 effect=ioerr");
+	fill(f, DATA_GPA, 8192, 21);
+	/* the first matching write passes (after:1) */
+	assert_int_equal(rw(f, VIRTIO_BLK_T_OUT, 128, DATA_GPA, 4096, NULL), VIRTIO_BLK_S_OK);
+	check_data(f, 65536, DATA_GPA, 4096);
+	/* the second fails and leaves the file as it was, even the part outside the range */
+	fill(f, DATA_GPA, 8192, 99);
+	assert_int_equal(rw(f, VIRTIO_BLK_T_OUT, 126, DATA_GPA, 8192, &used), VIRTIO_BLK_S_IOERR);
+	assert_int_equal(used, 1);
+	check_pattern(f, 126 * 512, 1024);
+	uint8_t buf[4096];
+	assert_int_equal(pread(f->fd, buf, 4096, 8192 + 65536), 4096);
+	fill(f, DATA_GPA + 0x20000, 4096, 21);
+	assert_memory_equal(buf, f->ram + DATA_GPA + 0x20000, 4096); /* still the first write */
+	check_pattern(f, 65536 + 4096, 4096 + 1024);
+	/* outside the range, reads, flushes: untouched by the rule */
+	assert_int_equal(rw(f, VIRTIO_BLK_T_OUT, 0, DATA_GPA, 4096, NULL), VIRTIO_BLK_S_OK);
+	assert_int_equal(rw(f, VIRTIO_BLK_T_OUT, 144, DATA_GPA, 512, NULL), VIRTIO_BLK_S_OK);
+	assert_int_equal(rw(f, VIRTIO_BLK_T_IN, 128, DATA_GPA + 0x30000, 4096, NULL), VIRTIO_BLK_S_OK);
+	assert_int_equal(rw(f, VIRTIO_BLK_T_FLUSH, 0, 0, 0, NULL), VIRTIO_BLK_S_OK);
+	/* the last sector of the range still fails */
+	assert_int_equal(rw(f, VIRTIO_BLK_T_OUT, 143, DATA_GPA, 512, NULL), VIRTIO_BLK_S_IOERR);
+	check_pattern(f, 143 * 512, 512);
+	assert_int_equal(f->b.st.ioerr, 2);
+	/* removed: the device works normally */
+	assert_int_equal(fault_remove(&f->b.faults, (unsigned)id), 0);
+	assert_int_equal(rw(f, VIRTIO_BLK_T_OUT, 126, DATA_GPA, 8192, NULL), VIRTIO_BLK_S_OK);
+	check_data(f, 126 * 512, DATA_GPA, 8192);
+	assert_int_equal(fault_fired(&f->b.faults), 2);
+}
+
+/* unsupp and ioerr on reads: the exact status, no data moved, used length 0 */
+static void test_fault_read(void **state)
+{
+	struct fx *f = *state;
+	uint32_t used;
+	int id = fault_add_ok(f, "op=read when=once effect=unsupp");
+	memset(f->ram + DATA_GPA, 0x5a, 4096);
+	assert_int_equal(rw(f, VIRTIO_BLK_T_IN, 0, DATA_GPA, 4096, &used), VIRTIO_BLK_S_UNSUPP);
+	assert_int_equal(used, 0);
+	assert_int_equal(f->ram[DATA_GPA], 0x5a);
+	assert_int_equal(f->b.st.unsupp, 1);
+	assert_int_equal(rw(f, VIRTIO_BLK_T_IN, 0, DATA_GPA, 4096, &used), VIRTIO_BLK_S_OK);
+	assert_int_equal(used, 4097);
+	assert_int_equal(f->ram[DATA_GPA + 7], pattern_at(8192 + 7));
+	assert_int_equal(fault_remove(&f->b.faults, (unsigned)id), 0);
+	fault_add_ok(f, "op=any range=4K+512 effect=ioerr");
+	memset(f->ram + DATA_GPA, 0x5a, 8192);
+	assert_int_equal(rw(f, VIRTIO_BLK_T_IN, 0, DATA_GPA, 8192, &used), VIRTIO_BLK_S_IOERR);
+	assert_int_equal(used, 0);
+	assert_int_equal(f->ram[DATA_GPA], 0x5a);
+	/* a zero-length read touches nothing: not faulted */
+	assert_int_equal(rw(f, VIRTIO_BLK_T_IN, 8, 0, 0, NULL), VIRTIO_BLK_S_OK);
+	/* GET_ID is not an op of the rules */
+	assert_int_equal(rw(f, VIRTIO_BLK_T_GET_ID, 8, DATA_GPA, 20, NULL), VIRTIO_BLK_S_OK);
+	/* malformed requests fail as they would anyway, before the rules */
+	assert_int_equal(rw(f, VIRTIO_BLK_T_IN, 8, DATA_GPA, 100, NULL), VIRTIO_BLK_S_IOERR);
+	assert_int_equal(fault_fired(&f->b.faults), 2);
+}
+
+/* torn:K: exactly the first K sectors reach the file, then IOERR; K beyond the write: all */
+static void test_fault_torn(void **state)
+{
+	struct fx *f = *state;
+	uint32_t used;
+	int id = fault_add_ok(f, "op=write effect=torn:3");
+	fill(f, DATA_GPA, 8192, 40);
+	assert_int_equal(rw(f, VIRTIO_BLK_T_OUT, 16, DATA_GPA, 8192, &used), VIRTIO_BLK_S_IOERR);
+	assert_int_equal(used, 1);
+	check_pattern(f, 15 * 512, 512);
+	check_data(f, 16 * 512, DATA_GPA, 3 * 512);
+	check_pattern(f, 19 * 512, 8192 - 3 * 512 + 512);
+	assert_int_equal(f->b.st.write_bytes, 3 * 512);
+	/* several descriptors, the tear inside the second one */
+	put_hdr(f, VIRTIO_BLK_T_OUT, 64);
+	fill(f, DATA_GPA + 0x10000, 1024, 50);
+	fill(f, DATA_GPA + 0x20000, 2048, 60);
+	struct seg s[4] = { { HDR_GPA, 16, false }, { DATA_GPA + 0x10000, 1024, false },
+			    { DATA_GPA + 0x20000, 2048, false }, { STAT_GPA, 1, true } };
+	assert_int_equal(submit(f, s, 4), 1);
+	assert_int_equal(status(f), VIRTIO_BLK_S_IOERR);
+	check_data(f, 64 * 512, DATA_GPA + 0x10000, 1024);
+	check_data(f, 66 * 512, DATA_GPA + 0x20000, 512);
+	check_pattern(f, 67 * 512, 1536);
+	assert_int_equal(fault_remove(&f->b.faults, (unsigned)id), 0);
+	/* K at least the write's sectors: all of it written, still IOERR */
+	id = fault_add_ok(f, "op=write effect=torn:8");
+	fill(f, DATA_GPA, 4096, 70);
+	assert_int_equal(rw(f, VIRTIO_BLK_T_OUT, 200, DATA_GPA, 4096, NULL), VIRTIO_BLK_S_IOERR);
+	check_data(f, 200 * 512, DATA_GPA, 4096);
+	check_pattern(f, 208 * 512, 512);
+	fill(f, DATA_GPA, 2048, 71);
+	assert_int_equal(rw(f, VIRTIO_BLK_T_OUT, 300, DATA_GPA, 2048, NULL), VIRTIO_BLK_S_IOERR);
+	check_data(f, 300 * 512, DATA_GPA, 2048);
+	check_pattern(f, 304 * 512, 512);
+	/* reads are not torn */
+	assert_int_equal(rw(f, VIRTIO_BLK_T_IN, 300, DATA_GPA + 0x40000, 2048, NULL), VIRTIO_BLK_S_OK);
+	assert_memory_equal(f->ram + DATA_GPA + 0x40000, f->ram + DATA_GPA, 2048);
+	/* removed: whole writes again */
+	assert_int_equal(fault_remove(&f->b.faults, (unsigned)id), 0);
+	fill(f, DATA_GPA, 8192, 80);
+	assert_int_equal(rw(f, VIRTIO_BLK_T_OUT, 16, DATA_GPA, 8192, NULL), VIRTIO_BLK_S_OK);
+	check_data(f, 16 * 512, DATA_GPA, 8192);
+	assert_int_equal(f->b.st.ioerr, 4);
+}
+
+static uint64_t mono_us(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000 + (uint64_t)t.tv_nsec / 1000;
+}
+
+/* delay: the request completes normally, not sooner than the delay */
+static void test_fault_delay(void **state)
+{
+	struct fx *f = *state;
+	fault_add_ok(f, "op=read range=0+4K effect=delay:30ms");
+	uint64_t t0 = mono_us();
+	assert_int_equal(rw(f, VIRTIO_BLK_T_IN, 0, DATA_GPA, 4096, NULL), VIRTIO_BLK_S_OK);
+	assert_true(mono_us() - t0 >= 30000);
+	assert_int_equal(f->ram[DATA_GPA + 9], pattern_at(8192 + 9));
+	t0 = mono_us();
+	assert_int_equal(rw(f, VIRTIO_BLK_T_IN, 8, DATA_GPA, 4096, NULL), VIRTIO_BLK_S_OK);
+	assert_true(mono_us() - t0 < 30000); /* outside the range: no wait */
+	assert_int_equal(fault_fired(&f->b.faults), 1);
+}
+
+/* A request built by hand (no ring), for running blk_handle on several threads at once as
+ * the workers of devices/vq_exec.c do. */
+struct hand_req {
+	struct vq_req r;
+	struct virtio_blk_outhdr h;
+	uint8_t data[4096];
+	uint8_t status;
+	struct blk_dev *b;
+	int done;          /* atomic */
+	uint64_t took_us;
+};
+
+static void hand_req_init(struct hand_req *q, struct blk_dev *b, uint64_t sector)
+{
+	memset(q, 0, sizeof(*q));
+	assert_int_equal(vq_req_init(&q->r, 4), 0);
+	q->b = b;
+	q->h = (struct virtio_blk_outhdr){ .type = VIRTIO_BLK_T_IN, .sector = sector };
+	q->status = 0xee;
+	q->r.iov[0] = (struct iovec){ &q->h, sizeof(q->h) };
+	q->r.iov[1] = (struct iovec){ q->data, sizeof(q->data) };
+	q->r.iov[2] = (struct iovec){ &q->status, 1 };
+	q->r.nseg = 3;
+	q->r.nout = 1;
+	q->r.out_len = sizeof(q->h);
+	q->r.in_len = sizeof(q->data) + 1;
+}
+
+static void *hand_req_run(void *arg)
+{
+	struct hand_req *q = arg;
+	uint64_t t0 = mono_us();
+	blk_handle(q->b, 0, &q->r);
+	q->took_us = mono_us() - t0;
+	__atomic_store_n(&q->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/* A delayed request holds only its own worker: another request of the device, on another
+ * worker, completes while the first one still sleeps. */
+static void test_fault_delay_concurrent(void **state)
+{
+	struct fx *f = *state;
+	fault_add_ok(f, "op=read range=0+4K effect=delay:300ms");
+	struct hand_req slow, fast;
+	hand_req_init(&slow, &f->b, 0);
+	hand_req_init(&fast, &f->b, 64);
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, hand_req_run, &slow), 0);
+	while (fault_fired(&f->b.faults) == 0) /* the slow one is in its delay */
+		usleep(1000);
+	hand_req_run(&fast);
+	assert_int_equal(fast.status, VIRTIO_BLK_S_OK);
+	assert_true(fast.took_us < 300000);
+	assert_false(__atomic_load_n(&slow.done, __ATOMIC_ACQUIRE));
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_int_equal(slow.status, VIRTIO_BLK_S_OK);
+	assert_true(slow.took_us >= 300000);
+	vq_req_free(&slow.r);
+	vq_req_free(&fast.r);
+}
+
+/* FLUSH: ioerr (the backend is not asked), once; unsupp; even with flush = ignore */
+static void test_fault_flush(void **state)
+{
+	struct fx *f = *state;
+	fault_add_ok(f, "op=flush when=once effect=ioerr");
+	assert_int_equal(rw(f, VIRTIO_BLK_T_FLUSH, 0, 0, 0, NULL), VIRTIO_BLK_S_IOERR);
+	assert_int_equal(f->m->flushes, 0);
+	assert_int_equal(rw(f, VIRTIO_BLK_T_FLUSH, 0, 0, 0, NULL), VIRTIO_BLK_S_OK);
+	assert_int_equal(f->m->flushes, 1);
+	fault_clear(&f->b.faults);
+	fault_add_ok(f, "op=flush when=nth:2 effect=unsupp");
+	f->b.flush_ignore = true;
+	assert_int_equal(rw(f, VIRTIO_BLK_T_FLUSH, 0, 0, 0, NULL), VIRTIO_BLK_S_OK);
+	assert_int_equal(rw(f, VIRTIO_BLK_T_FLUSH, 0, 0, 0, NULL), VIRTIO_BLK_S_UNSUPP);
+	assert_int_equal(rw(f, VIRTIO_BLK_T_FLUSH, 0, 0, 0, NULL), VIRTIO_BLK_S_OK);
+	assert_int_equal(f->m->flushes, 1);
+	assert_int_equal(f->b.st.flushes, 5);
+	/* a ranged op=any rule never matches a flush */
+	fault_clear(&f->b.faults);
+	fault_add_ok(f, "op=any range=0+1M effect=ioerr");
+	assert_int_equal(rw(f, VIRTIO_BLK_T_FLUSH, 0, 0, 0, NULL), VIRTIO_BLK_S_OK);
+	/* and the stats say it all */
+	char *buf;
+	size_t len;
+	FILE *mf = open_memstream(&buf, &len);
+	blk_stats_json(&f->b, mf);
+	fclose(mf);
+	assert_non_null(strstr(buf, "\"faults_injected\": 2, \"faults\": [{\"id\": 3, \"rule\": "
+				    "\"op=any range=0+1M effect=ioerr\", \"matched\": 0, \"fired\": 0}]}"));
+	free(buf);
+}
+
+/* DISCARD / WRITE_ZEROES: a segment in the range fails the whole request before any segment
+ * is done (the file unchanged); segments elsewhere work */
+static void test_fault_dwz(void **state)
+{
+	struct fx *f = *state;
+	int id = fault_add_ok(f, "op=write-zeroes range=32K-36K effect=ioerr");
+	struct virtio_blk_dwz_seg s[2] = { { 0, 8, 0 }, { 70, 2, 0 } }; /* 35K..36K: in */
+	assert_int_equal(dwz(f, VIRTIO_BLK_T_WRITE_ZEROES, s, 2, 32), VIRTIO_BLK_S_IOERR);
+	check_pattern(f, 0, 4096);
+	check_pattern(f, 70 * 512, 1024);
+	s[1].sector = 72; /* 36K: just past the end */
+	assert_int_equal(dwz(f, VIRTIO_BLK_T_WRITE_ZEROES, s, 2, 32), VIRTIO_BLK_S_OK);
+	check_zero(f, 0, 4096, true);
+	check_zero(f, 72 * 512, 1024, true);
+	check_pattern(f, 70 * 512, 1024);
+	/* discards are another op */
+	assert_int_equal(dwz(f, VIRTIO_BLK_T_DISCARD, &(struct virtio_blk_dwz_seg){ 64, 8, 0 }, 1,
+			     16), VIRTIO_BLK_S_OK);
+	assert_int_equal(fault_remove(&f->b.faults, (unsigned)id), 0);
+	fault_add_ok(f, "op=discard effect=unsupp");
+	assert_int_equal(dwz(f, VIRTIO_BLK_T_DISCARD, &(struct virtio_blk_dwz_seg){ 256, 8, 0 }, 1,
+			     16), VIRTIO_BLK_S_UNSUPP);
+	check_pattern(f, 256 * 512, 4096);
+	assert_int_equal(f->b.st.discards, 1);
+	fault_clear(&f->b.faults);
+	assert_int_equal(dwz(f, VIRTIO_BLK_T_WRITE_ZEROES, &(struct virtio_blk_dwz_seg){ 70, 2, 0 },
+			     1, 16), VIRTIO_BLK_S_OK);
+	check_zero(f, 70 * 512, 1024, true);
+}
+
 /* ---- opening ---- */
 
 static void test_open_errors(void **state)
@@ -798,6 +1085,13 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bad_chain, setup_rw, teardown),
 		cmocka_unit_test_setup_teardown(test_unaligned_bounce, setup_align4k, teardown),
 		cmocka_unit_test_setup_teardown(test_unaligned_large, setup_align4k, teardown),
+		cmocka_unit_test_setup_teardown(test_fault_ioerr, setup_rw, teardown),
+		cmocka_unit_test_setup_teardown(test_fault_read, setup_rw, teardown),
+		cmocka_unit_test_setup_teardown(test_fault_torn, setup_rw, teardown),
+		cmocka_unit_test_setup_teardown(test_fault_delay, setup_rw, teardown),
+		cmocka_unit_test_setup_teardown(test_fault_delay_concurrent, setup_mem, teardown),
+		cmocka_unit_test_setup_teardown(test_fault_flush, setup_mem, teardown),
+		cmocka_unit_test_setup_teardown(test_fault_dwz, setup_rw, teardown),
 		cmocka_unit_test(test_open_errors),
 		cmocka_unit_test(test_window_past_eof),
 	};

@@ -7,9 +7,16 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "devices/pmem.h"
+#include "mm/page.h"
+#include "mm/pcache.h"
 
 struct flush_fake {
 	int calls;
@@ -126,12 +133,199 @@ static void test_config_reports_window(void **state)
 	pmem_dev_destroy(&p);
 }
 
+/* ---- injected faults (devices/fault.h) ---- */
+
+static int add_rule(struct pmem_dev *p, const char *text)
+{
+	char err[256];
+	int id = fault_add_text(&p->faults, text, err, sizeof(err));
+	if (id < 0)
+		fprintf(stderr, "%s: %s\n", text, err);
+	return id;
+}
+
+static uint32_t flush_req(struct pmem_dev *p)
+{
+	struct req_buf b;
+	mkreq(&b, VIRTIO_PMEM_REQ_TYPE_FLUSH, 4, 4);
+	assert_int_equal(pmem_handle(p, 0, &b.r), 4);
+	return ret_of(&b);
+}
+
+static void test_fault_flush_fake(void **state)
+{
+	struct flush_fake f = { 0, 0 };
+	struct pmem_dev p;
+	pmem_dev_init(&p, 0, 2 << 20, fake_flush, &f);
+	char err[256];
+	/* what a pmem device does not do is refused, naming it */
+	assert_int_equal(fault_add_text(&p.faults, "op=write effect=ioerr", err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "op=write"));
+	assert_int_equal(fault_add_text(&p.faults, "op=flush effect=unsupp", err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "unsupp"));
+	/* enospc needs the window's cache */
+	assert_int_equal(fault_add_text(&p.faults, "op=flush effect=enospc", err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "enospc"));
+	/* ioerr, on the 2nd FLUSH only: the flush is not called for it */
+	assert_int_equal(add_rule(&p, "op=flush when=nth:2 effect=ioerr"), 1);
+	assert_int_equal(flush_req(&p), VIRTIO_PMEM_RESP_TYPE_OK);
+	assert_int_equal(flush_req(&p), VIRTIO_PMEM_RESP_TYPE_EIO);
+	assert_int_equal(flush_req(&p), VIRTIO_PMEM_RESP_TYPE_OK);
+	assert_int_equal(f.calls, 2);
+	assert_int_equal(p.flush_errors, 1);
+	assert_int_equal(fault_remove(&p.faults, 1), 0);
+	/* delay: then the flush runs */
+	assert_int_equal(add_rule(&p, "op=any effect=delay:20ms"), 2);
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(flush_req(&p), VIRTIO_PMEM_RESP_TYPE_OK);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	assert_true((t1.tv_sec - t0.tv_sec) * 1000000000L + (t1.tv_nsec - t0.tv_nsec) >= 20000000L);
+	assert_int_equal(f.calls, 3);
+	char *buf;
+	size_t len;
+	FILE *mf = open_memstream(&buf, &len);
+	pmem_dev_stats_json(&p, mf);
+	fclose(mf);
+	assert_string_equal(buf, "{\"flushes\": 4, \"flush_errors\": 1, \"bad_requests\": 0, "
+				 "\"faults_injected\": 2, \"faults\": [{\"id\": 2, \"rule\": "
+				 "\"op=any effect=delay:20ms\", \"matched\": 1, \"fired\": 1}]}");
+	free(buf);
+	pmem_dev_destroy(&p);
+}
+
+/* A real page cache behind the device, flushed as pmem_window_flush does (pcache_flush with
+ * the device's errseq cursor). */
+struct cache_fx {
+	char path[256];
+	struct pcache *pc;
+	uint64_t cursor;
+	int fd;  /* the file, to see what reached it */
+};
+
+static int cache_flush(void *ctx)
+{
+	struct cache_fx *c = ctx;
+	return pcache_flush(c->pc, &c->cursor);
+}
+
+static void cache_open(struct cache_fx *c)
+{
+	const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+	snprintf(c->path, sizeof(c->path), "%s/cvmm-pmem-fault.XXXXXX", dir);
+	int fd = mkstemp(c->path);
+	assert_true(fd >= 0);
+	close(fd);
+	char err[256];
+	assert_int_equal(pcache_open(c->path, 2 << 20, false, &c->pc, err, sizeof(err)), 0);
+	c->cursor = pcache_errseq_sample(c->pc);
+	c->fd = open(c->path, O_RDONLY);
+	assert_true(c->fd >= 0);
+}
+
+static void cache_close(struct cache_fx *c)
+{
+	pcache_put(c->pc);
+	close(c->fd);
+	unlink(c->path);
+}
+
+/* A store by "the device" into the cache page at off (pinned, marked DIRTY at unpin). */
+static void dirty_page(struct cache_fx *c, uint64_t off, uint8_t v)
+{
+	assert_int_equal(pcache_pin(c->pc, off, 4096, true), 0);
+	memset(pcache_mem(c->pc) + off, v, 4096);
+	pcache_unpin(c->pc, off, 4096, true);
+	assert_true(pcache_page_flags(c->pc, off) & PG_DIRTY);
+}
+
+/* The file's page at off is all v. */
+static bool file_is(struct cache_fx *c, uint64_t off, uint8_t v)
+{
+	uint8_t buf[4096];
+	assert_int_equal(pread(c->fd, buf, 4096, (off_t)off), 4096);
+	for (int i = 0; i < 4096; i++)
+		if (buf[i] != v)
+			return false;
+	return true;
+}
+
+/* op=flush effect=ioerr on a real cache: EIO, nothing written back, pages stay dirty; the
+ * next FLUSH writes them and succeeds. */
+static void test_fault_flush_ioerr_cache(void **state)
+{
+	struct cache_fx c;
+	cache_open(&c);
+	struct pmem_dev p;
+	pmem_dev_init(&p, 0, 2 << 20, cache_flush, &c);
+	pmem_dev_set_pcache(&p, c.pc);
+	dirty_page(&c, 8192, 0xa1);
+	assert_int_equal(add_rule(&p, "op=flush when=once effect=ioerr"), 1);
+	assert_int_equal(flush_req(&p), VIRTIO_PMEM_RESP_TYPE_EIO);
+	assert_true(pcache_page_flags(c.pc, 8192) & PG_DIRTY);
+	assert_true(file_is(&c, 8192, 0));
+	assert_int_equal(flush_req(&p), VIRTIO_PMEM_RESP_TYPE_OK);
+	assert_false(pcache_page_flags(c.pc, 8192) & PG_DIRTY);
+	assert_true(file_is(&c, 8192, 0xa1));
+	pmem_dev_destroy(&p);
+	cache_close(&c);
+}
+
+/* op=flush effect=enospc: the writeback's writes fail with ENOSPC, the guest sees EIO, the
+ * pages stay DIRTY (retried, and failing again, at each FLUSH under the rule); the first
+ * FLUSH without the rule writes them and succeeds. */
+static void test_fault_flush_enospc(void **state)
+{
+	struct cache_fx c;
+	cache_open(&c);
+	struct pmem_dev p;
+	pmem_dev_init(&p, 0, 2 << 20, cache_flush, &c);
+	pmem_dev_set_pcache(&p, c.pc);
+	/* nothing dirty: nothing to fail */
+	int id = add_rule(&p, "op=flush effect=enospc");
+	assert_int_equal(id, 1);
+	assert_int_equal(flush_req(&p), VIRTIO_PMEM_RESP_TYPE_OK);
+	dirty_page(&c, 0, 0x11);
+	dirty_page(&c, 1 << 20, 0x22);
+	struct pcache_stats st0, st1;
+	pcache_stats_get(c.pc, &st0);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(flush_req(&p), VIRTIO_PMEM_RESP_TYPE_EIO);
+		assert_true(pcache_page_flags(c.pc, 0) & PG_DIRTY);
+		assert_true(pcache_page_flags(c.pc, 1 << 20) & PG_DIRTY);
+		assert_true(file_is(&c, 0, 0));
+		assert_true(file_is(&c, 1 << 20, 0));
+	}
+	pcache_stats_get(c.pc, &st1);
+	assert_true(st1.write_errors >= st0.write_errors + 4); /* 2 pages x 2 FLUSHes */
+	assert_int_equal(st1.pages_written, st0.pages_written);
+	assert_int_equal(p.flush_errors, 2);
+	assert_int_equal(fault_fired(&p.faults), 3);
+	/* the knob is off once the FLUSH is over: the cache's other writes work */
+	assert_int_equal(pcache_writeback_range(c.pc, 0, 4096), 0);
+	assert_true(file_is(&c, 0, 0x11));
+	dirty_page(&c, 0, 0x33);
+	/* the rule removed: the next FLUSH writes every page and succeeds */
+	assert_int_equal(fault_remove(&p.faults, (unsigned)id), 0);
+	assert_int_equal(flush_req(&p), VIRTIO_PMEM_RESP_TYPE_OK);
+	assert_false(pcache_page_flags(c.pc, 0) & PG_DIRTY);
+	assert_false(pcache_page_flags(c.pc, 1 << 20) & PG_DIRTY);
+	assert_true(file_is(&c, 0, 0x33));
+	assert_true(file_is(&c, 1 << 20, 0x22));
+	assert_int_equal(flush_req(&p), VIRTIO_PMEM_RESP_TYPE_OK);
+	pmem_dev_destroy(&p);
+	cache_close(&c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_flush_ok_and_error),
 		cmocka_unit_test(test_malformed_requests),
 		cmocka_unit_test(test_config_reports_window),
+		cmocka_unit_test(test_fault_flush_fake),
+		cmocka_unit_test(test_fault_flush_ioerr_cache),
+		cmocka_unit_test(test_fault_flush_enospc),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
