@@ -5,6 +5,8 @@
  * a value that does not fit its field is an error that names the key. */
 #include "vmm/config.h"
 
+#include "devices/fault.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -701,6 +703,20 @@ static const char *dev_label(const char *kind, const char *name, char *buf, size
 	return buf;
 }
 
+/* Each `fault = RULE` parses (what the device can do is checked when it is created). */
+static int config_validate_faults(const struct fault_lines *fl, const char *label, char *err,
+				  size_t errlen)
+{
+	for (unsigned i = 0; i < fl->n; i++) {
+		struct fault_rule r;
+		char why[256];
+		if (fault_rule_parse(fl->text[i], &r, why, sizeof(why)))
+			return config_fail(err, errlen, "%s: fault rule for %s: %s", fl->where[i], label,
+					   why);
+	}
+	return 0;
+}
+
 static int config_validate_pmem(const struct vm_config *c, const struct pmem_config *p,
 				char *err, size_t errlen)
 {
@@ -718,7 +734,7 @@ static int config_validate_pmem(const struct vm_config *c, const struct pmem_con
 				   "%s granule: %llu bytes is not a power of two in 4 KiB..2 MiB", l,
 				   (unsigned long long)g);
 	(void)c;
-	return 0;
+	return config_validate_faults(&p->faults, l, err, errlen);
 }
 
 static int config_validate_blk(const struct vm_config *c, const struct blk_config *d,
@@ -735,6 +751,8 @@ static int config_validate_blk(const struct vm_config *c, const struct blk_confi
 	if (d->workers > CONFIG_MAX_BLK_WORKERS)
 		return config_fail(err, errlen, "%s workers: %u is more than %u", l, d->workers,
 				   CONFIG_MAX_BLK_WORKERS);
+	if (config_validate_faults(&d->faults, l, err, errlen))
+		return -1;
 	if (!d->write_log[0])
 		return 0;
 	const char *w = d->write_log;

@@ -4,6 +4,8 @@
  * used here is thread-safe and takes pins/locks in the documented order (mm/pcache.h). */
 #include "vmm/control.h"
 
+#include "devices/fault.h"
+
 #include <errno.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -345,6 +347,74 @@ static int cmd_truncate(struct control *c, FILE *f, const struct cj_object *o)
 	return 0;
 }
 
+/* The device of a fault command: the one "device" names, or the VM's only device. */
+static int fault_target(struct control *c, FILE *f, const struct cj_object *o,
+			const struct control_device **out)
+{
+	struct target t;
+	if (get_target(c, f, o, &t))
+		return -1;
+	if (!t.dev && c->d.ndev == 1)
+		t.dev = &c->d.dev[0];
+	if (!t.dev)
+		return reply_err(c, f, "give \"device\": which device the rule is for");
+	if (!t.dev->faults)
+		return reply_err(c, f, "device \"%s\" takes no fault rules", t.dev->name);
+	*out = t.dev;
+	return 0;
+}
+
+static int cmd_fault_add(struct control *c, FILE *f, const struct cj_object *o)
+{
+	const struct control_device *d;
+	if (fault_target(c, f, o, &d))
+		return -1;
+	const struct cj_member *m = cj_get(o, "rule");
+	if (!m)
+		return reply_err(c, f, "missing \"rule\" (e.g. \"op=write effect=ioerr\")");
+	if (m->type != CJ_STRING)
+		return reply_err(c, f, "\"rule\" must be a string");
+	char why[256];
+	int id = fault_add_text(d->faults, m->str, why, sizeof(why));
+	if (id < 0)
+		return reply_err(c, f, "fault-add: %s", why);
+	fprintf(f, "{\"ok\":true,\"device\":\"%s\",\"id\":%d}", d->name, id);
+	return 0;
+}
+
+static int cmd_fault_list(struct control *c, FILE *f, const struct cj_object *o)
+{
+	const struct control_device *d;
+	if (fault_target(c, f, o, &d))
+		return -1;
+	fprintf(f, "{\"ok\":true,\"device\":\"%s\",\"faults\":", d->name);
+	fault_list_json(d->faults, f);
+	fprintf(f, ",\"fired\":%llu}", (unsigned long long)fault_fired(d->faults));
+	return 0;
+}
+
+static int cmd_fault_remove(struct control *c, FILE *f, const struct cj_object *o)
+{
+	const struct control_device *d;
+	if (fault_target(c, f, o, &d))
+		return -1;
+	const struct cj_member *m = cj_get(o, "id");
+	if (m && m->type == CJ_STRING && !strcmp(m->str, "all")) {
+		fault_clear(d->faults);
+		fprintf(f, "{\"ok\":true,\"device\":\"%s\"}", d->name);
+		return 0;
+	}
+	uint64_t id;
+	if (get_u64(c, f, o, "id", &id))
+		return -1;
+	if (id > UINT32_MAX || fault_remove(d->faults, (unsigned)id))
+		return reply_err(c, f, "fault-remove: device \"%s\" has no rule %llu", d->name,
+				 (unsigned long long)id);
+	fprintf(f, "{\"ok\":true,\"device\":\"%s\",\"id\":%llu}", d->name,
+		(unsigned long long)id);
+	return 0;
+}
+
 static const struct command {
 	const char *name;
 	int (*fn)(struct control *c, FILE *f, const struct cj_object *o);
@@ -356,6 +426,9 @@ static const struct command {
 	{ "host-read", cmd_host_read, { "offset", "length", NULL } },
 	{ "host-write", cmd_host_write, { "offset", "data", NULL } },
 	{ "truncate", cmd_truncate, { "size", NULL } },
+	{ "fault-add", cmd_fault_add, { "rule", NULL } },
+	{ "fault-list", cmd_fault_list, { NULL } },
+	{ "fault-remove", cmd_fault_remove, { "id", NULL } },
 };
 
 static void dispatch(struct control *c, FILE *f, const struct cj_object *o)
@@ -363,7 +436,7 @@ static void dispatch(struct control *c, FILE *f, const struct cj_object *o)
 	const struct cj_member *cmd = cj_get(o, "cmd");
 	if (!cmd) {
 		reply_err(c, f, "missing \"cmd\" (one of: stats, flush, invalidate, host-read, "
-			  "host-write, truncate)");
+			  "host-write, truncate, fault-add, fault-list, fault-remove)");
 		return;
 	}
 	if (cmd->type != CJ_STRING) {
@@ -392,7 +465,8 @@ static void dispatch(struct control *c, FILE *f, const struct cj_object *o)
 	char name[64];
 	snprintf(name, sizeof(name), "%s", cmd->str);
 	reply_err(c, f, "unknown cmd \"%s%s\" (one of: stats, flush, invalidate, host-read, "
-		  "host-write, truncate)", name, cmd->str_len >= sizeof(name) ? "..." : "");
+		  "host-write, truncate, fault-add, fault-list, fault-remove)", name,
+		  cmd->str_len >= sizeof(name) ? "..." : "");
 }
 
 char *control_handle(struct control *c, const char *line, size_t len)

@@ -16,6 +16,14 @@
  *   {"cmd":"truncate","size":N}                      truncate/extend the file (size: multiple
  *                                                    of 4096); the window keeps its size and
  *                                                    reads zeros beyond the end of file
+ *   {"cmd":"fault-add","device":D,"rule":"op=write effect=ioerr"}
+ *                                                    a fault-injection rule (devices/fault.h
+ *                                                    syntax, as `fault =` in the config):
+ *                                                    {"ok":true,"id":N}
+ *   {"cmd":"fault-list","device":D}                  {"ok":true,"faults":[{"id":..,"rule":..,
+ *                                                    "matched":..,"fired":..}],"fired":N}
+ *   {"cmd":"fault-remove","device":D,"id":N}         remove one rule ("id":"all": every rule)
+ * The fault commands need "device" unless the VM has just one device.
  * Data is hex: two digits per byte, either case on input, lowercase on output (hex rather than
  * base64: trivially produced by shell tools, printf %02x in a guest, and python's
  * bytes.hex(); it doubles the size, which the limits below allow for).
@@ -52,6 +60,7 @@
 struct pcache;
 struct blk_dev;
 struct control;
+struct fault_set;
 
 #define CONTROL_DEVICES_MAX 16
 
@@ -63,6 +72,7 @@ struct control_device {
 				 * disk is a window's file), or NULL */
 	struct blk_dev *blk;    /* kind "blk": the device */
 	uint64_t image_limit;   /* as control_deps.image_limit, for this device's file */
+	struct fault_set *faults; /* devices/fault.h: its fault-injection rules, or NULL */
 	/* kind "pmem": the device's own stats object (window, cache); may be NULL */
 	void (*stats_json)(void *ctx, FILE *f);
 	void *stats_ctx;

@@ -10,6 +10,7 @@
 #include "devices/blk.h"
 #include "devices/blk_log.h"
 #include "devices/debug_exit.h"
+#include "devices/fault.h"
 #include "devices/irq.h"
 #include "devices/pci.h"
 #include "devices/pmem.h"
@@ -38,6 +39,30 @@ static void on_debug_exit(void *ctx, uint32_t value)
  * keeps the plain file backend. Either way the disk's queues also accept buffers inside every
  * window (device DMA into DAX memory), pinned for the request's duration: a guest may point a
  * request of any disk at any window. */
+/* "virtio-blk" for the plain [blk] (messages as before several devices), else
+ * "virtio-blk NAME". */
+static void device_label(char *buf, size_t len, const char *kind, const char *name)
+{
+	if (!strcmp(kind, name))
+		snprintf(buf, len, "virtio-%s", kind);
+	else
+		snprintf(buf, len, "virtio-%s %s", kind, name);
+}
+
+/* The device's `fault = RULE` lines (config.h), each refused with its file:line. */
+static int add_faults(struct fault_set *fs, const struct fault_lines *fl, const char *who,
+		      char *err, size_t errlen)
+{
+	for (unsigned i = 0; i < fl->n; i++) {
+		char why[256];
+		if (fault_add_text(fs, fl->text[i], why, sizeof(why)) < 0) {
+			snprintf(err, errlen, "%s: fault rule for %s: %s", fl->where[i], who, why);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 static struct pmem_window *window_of_file(struct vm *vm, const char *path)
 {
 	for (unsigned i = 0; i < vm->npmem; i++)
@@ -93,6 +118,10 @@ static int blk_setup(struct vm *vm, struct vm_blk *d, char *err, size_t errlen)
 		return -1;
 	}
 	d->dev->backend_name = shared ? "pcache" : "file";
+	device_label(d->who, sizeof(d->who), "blk", c->name);
+	d->dev->faults.who = d->who;
+	if (add_faults(&d->dev->faults, &c->faults, d->who, err, errlen))
+		return -1;
 	_Static_assert(CONFIG_MAX_BLK_WORKERS == BLK_WORKERS_MAX, "[blk] workers bound");
 	d->dev->flush_ignore = c->flush_ignore;
 	if (c->flush_ignore && !c->readonly)
@@ -112,15 +141,14 @@ static int blk_setup(struct vm *vm, struct vm_blk *d, char *err, size_t errlen)
 			return -1;
 		blk_set_dma(d->dev, &blk_dma_window_ops, ctx);
 	}
-	char label[CONFIG_NAME_MAX + 16];
-	snprintf(label, sizeof(label), "virtio-blk %s", c->name);
-	return virtio_pci_init(d->pci, vm->pci, &dma, &blk_virtio_ops, d->dev, label, &d->dev->rl,
+	return virtio_pci_init(d->pci, vm->pci, &dma, &blk_virtio_ops, d->dev, d->who, &d->dev->rl,
 			       err, errlen);
 }
 
 static int pmem_flush_window(void *ctx)
 {
-	return pmem_window_flush(ctx);
+	struct vm_pmem *p = ctx;
+	return pmem_window_flush(p->win);
 }
 
 /* A [pmem] device: the window itself was made by vm_create (vmm/pmem_window.h); this is the
@@ -133,12 +161,16 @@ static int pmem_setup(struct vm *vm, struct vm_pmem *p, char *err, size_t errlen
 		snprintf(err, errlen, "pmem %s: out of memory", p->cfg->name);
 		return -1;
 	}
-	pmem_dev_init(p->dev, p->win->base, p->win->size, pmem_flush_window, p->win);
+	p->vm = vm;
+	pmem_dev_init(p->dev, p->win->base, p->win->size, pmem_flush_window, p);
+	device_label(p->who, sizeof(p->who), "pmem", p->cfg->name);
+	p->dev->faults.who = p->who;
+	pmem_dev_set_pcache(p->dev, p->win->pc); /* effect=enospc: the writeback's file */
+	if (add_faults(&p->dev->faults, &p->cfg->faults, p->who, err, errlen))
+		return -1;
 	struct virtq_dma dma = { .mem = &vm->mem }; /* RAM only: pmem's FLUSH has no data */
-	char label[CONFIG_NAME_MAX + 16];
-	snprintf(label, sizeof(label), "virtio-pmem %s", p->cfg->name);
-	return virtio_pci_init(p->pci, vm->pci, &dma, &pmem_virtio_ops, p->dev, label, &p->dev->rl,
-			       err, errlen);
+	return virtio_pci_init(p->pci, vm->pci, &dma, &pmem_virtio_ops, p->dev, p->who,
+			       &p->dev->rl, err, errlen);
 }
 
 /* COM1's interrupt line: ISA IRQ 4 (IOAPIC pin 4 and PIC pin 4, devices/irq.h). */

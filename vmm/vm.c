@@ -1,5 +1,7 @@
 #include "vmm/vm.h"
 
+#include "devices/pmem.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -122,9 +124,19 @@ static int setup_cpuid(struct vm *vm, char *err, size_t errlen)
 
 static void vm_exits_json(void *ctx, FILE *f);
 
+/* A [pmem] device in "devices": its window (mm: the cache) and its virtio device (FLUSH
+ * requests, injected faults). */
 static void pmem_stats_json(void *ctx, FILE *f)
 {
-	pmem_window_stats_json(ctx, f);
+	struct vm_pmem *p = ctx;
+	fputs("{\"window\": ", f);
+	pmem_window_stats_json(p->win, f);
+	fputs(", \"device\": ", f);
+	if (p->dev)
+		pmem_dev_stats_json(p->dev, f);
+	else
+		fputs("null", f);
+	fputc('}', f);
 }
 
 /* Bytes of the file a control request may address: the window, or the disk's end in it. */
@@ -154,7 +166,7 @@ static void control_devices(struct vm *vm, struct control_deps *d)
 	for (unsigned i = 0; i < vm->nblk && d->ndev < CONTROL_DEVICES_MAX; i++) {
 		struct vm_blk *b = &vm->blk[i];
 		d->dev[d->ndev++] = (struct control_device){
-			.name = b->cfg->name, .kind = "blk", .blk = b->dev,
+			.name = b->cfg->name, .kind = "blk", .blk = b->dev, .faults = &b->dev->faults,
 			.pc = b->shared ? b->shared->pc : NULL,
 			.image_limit = b->shared && b->shared->size > blk_file_end(b)
 				? b->shared->size : blk_file_end(b),
@@ -169,7 +181,8 @@ static void control_devices(struct vm *vm, struct control_deps *d)
 				lim = blk_file_end(&vm->blk[j]);
 		d->dev[d->ndev++] = (struct control_device){
 			.name = w->name, .kind = "pmem", .pc = w->pc, .image_limit = lim,
-			.stats_json = pmem_stats_json, .stats_ctx = w,
+			.stats_json = pmem_stats_json, .stats_ctx = &vm->pmem[i],
+			.faults = &vm->pmem[i].dev->faults,
 		};
 	}
 }
@@ -196,7 +209,7 @@ static void vm_devices_json(struct vm *vm, FILE *f)
 	for (unsigned i = 0; i < vm->npmem; i++) {
 		fprintf(f, "%s\"%s\": {\"kind\": \"pmem\", \"stats\": ", i || vm->nblk ? ", " : "",
 			vm->pmem[i].cfg->name);
-		pmem_window_stats_json(vm->pmem[i].win, f);
+		pmem_stats_json(&vm->pmem[i], f);
 		fputc('}', f);
 	}
 	fputc('}', f);

@@ -69,6 +69,7 @@ struct vm_blk {
 	struct blk_dev *dev;           /* devices/blk.h */
 	struct virtio_pci *pci;        /* devices/virtio_pci.h: its transport */
 	struct pmem_window *shared;    /* the window whose file it is (through its cache), or NULL */
+	char who[CONFIG_NAME_MAX + 16]; /* "virtio-blk NAME": messages (fault log lines) */
 };
 
 /* One [pmem] device: the window (vmm/pmem_window.h, made by vm_create) and the virtio-pmem
@@ -78,6 +79,8 @@ struct vm_pmem {
 	struct pmem_window *win;
 	struct pmem_dev *dev;          /* devices/pmem.h */
 	struct virtio_pci *pci;
+	struct vm *vm;
+	char who[CONFIG_NAME_MAX + 16];
 };
 
 struct vm {

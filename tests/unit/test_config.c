@@ -794,6 +794,12 @@ static void test_fault_lines(void **state)
 	assert_string_equal(c.blk[0].faults.text[1], "op=read when=once effect=unsupp");
 	assert_string_equal(c.blk[0].faults.where[1], "t.conf:3");
 	assert_int_equal(c.pmem[0].faults.n, 1);
+	/* a rule that does not parse is refused at validation, with its file:line */
+	assert_int_equal(parse(&c, "[vm]\nkernel = /bin/sh\n[blk]\npath = d.img\n"
+			       "fault = op=write effect=ioerr\nfault = op=write when=soon effect=ioerr\n",
+			       err, sizeof(err)), 0);
+	assert_int_equal(config_validate(&c, err, sizeof(err)), -1);
+	assert_err_has(err, "t.conf:6", "fault rule for blk", "soon", NULL);
 	assert_int_equal(parse(&c, "[blk]\nfault =\n", err, sizeof(err)), -1);
 	assert_err_has(err, "fault rule empty", NULL);
 	char many[2048] = "[blk]\n";

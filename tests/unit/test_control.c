@@ -17,6 +17,7 @@
 
 #include "tests/unit/test_pcache_env.h"
 #include "vmm/control.h"
+#include "devices/fault.h"
 #include "vmm/control_json.h"
 
 struct cx {
@@ -643,6 +644,63 @@ static void test_named_devices(void **state)
 	env_close(&b);
 }
 
+/* Fault rules over the socket (issue 15 item 2): added, listed, removed, on the named device
+ * (or the only one); a bad rule is refused with the engine's message. */
+static void test_fault_commands(void **state)
+{
+	(void)state;
+	struct fault_set fa, fb;
+	fault_set_init(&fa, "a", FAULT_OPS_BLK, FAULT_EFFECTS_BLK);
+	fault_set_init(&fb, "p", FAULT_OPS_PMEM, FAULT_EFFECTS_PMEM);
+	struct control_deps d = { 0 };
+	d.dev[d.ndev++] = (struct control_device){ .name = "a", .kind = "blk", .faults = &fa };
+	d.dev[d.ndev++] = (struct control_device){ .name = "p", .kind = "pmem", .faults = &fb };
+	struct control *c = control_new(&d);
+	const struct { const char *q, *want; } cases[] = {
+		{ "{\"cmd\":\"fault-add\",\"device\":\"a\",\"rule\":\"op=write effect=ioerr\"}",
+		  "{\"ok\":true,\"device\":\"a\",\"id\":1}" },
+		{ "{\"cmd\":\"fault-add\",\"device\":\"a\",\"rule\":\"op=read when=once effect=unsupp\"}",
+		  "\"id\":2}" },
+		{ "{\"cmd\":\"fault-list\",\"device\":\"a\"}",
+		  "\"rule\": \"op=read when=once effect=unsupp\"" },
+		{ "{\"cmd\":\"fault-add\",\"device\":\"p\",\"rule\":\"op=write effect=ioerr\"}",
+		  "\"ok\":false" },                       /* pmem has no write op */
+		{ "{\"cmd\":\"fault-add\",\"device\":\"a\",\"rule\":\"op=write effect=bogus\"}",
+		  "bogus" },
+		{ "{\"cmd\":\"fault-add\",\"rule\":\"op=write effect=ioerr\"}", "give \\\"device\\\"" },
+		{ "{\"cmd\":\"fault-add\",\"device\":\"a\"}", "missing \\\"rule\\\"" },
+		{ "{\"cmd\":\"fault-remove\",\"device\":\"a\",\"id\":1}", "\"ok\":true" },
+		{ "{\"cmd\":\"fault-remove\",\"device\":\"a\",\"id\":1}", "has no rule 1" },
+		{ "{\"cmd\":\"fault-remove\",\"device\":\"a\",\"id\":\"all\"}", "\"ok\":true" },
+		{ "{\"cmd\":\"fault-list\",\"device\":\"a\"}", "\"faults\":[],\"fired\":0}" },
+		{ "{\"cmd\":\"fault-add\",\"device\":\"p\",\"rule\":\"op=flush when=nth:2 effect=ioerr\"}",
+		  "\"id\":1}" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *r = control_handle(c, cases[i].q, strlen(cases[i].q));
+		if (!strstr(r, cases[i].want))
+			fail_msg("%s\n-> %s\nwanted %s", cases[i].q, r, cases[i].want);
+		free(r);
+	}
+	/* the rule added over the socket is the device's: the 2nd flush fails */
+	struct fault_action act;
+	assert_false(fault_check(&fb, FAULT_OP_FLUSH, NULL, 0, &act));
+	assert_true(fault_check(&fb, FAULT_OP_FLUSH, NULL, 0, &act));
+	assert_int_equal(act.effect, FAULT_IOERR);
+	control_free(c);
+	/* one device: "device" may be left out */
+	struct control_deps d1 = { 0 };
+	d1.dev[d1.ndev++] = (struct control_device){ .name = "a", .kind = "blk", .faults = &fa };
+	c = control_new(&d1);
+	const char *q = "{\"cmd\":\"fault-add\",\"rule\":\"op=flush effect=ioerr\"}";
+	char *r = control_handle(c, q, strlen(q));
+	assert_non_null(strstr(r, "\"device\":\"a\""));
+	free(r);
+	control_free(c);
+	fault_set_destroy(&fa);
+	fault_set_destroy(&fb);
+}
+
 /* The parser alone: what it accepts. */
 static void test_json_accepts(void **state)
 {
@@ -684,6 +742,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_socket_path, setup, teardown),
 		cmocka_unit_test(test_no_pcache),
 		cmocka_unit_test_setup_teardown(test_named_devices, setup, teardown),
+		cmocka_unit_test(test_fault_commands),
 		cmocka_unit_test(test_json_accepts),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
