@@ -6,6 +6,7 @@
 #include "vmm/config.h"
 
 #include "devices/fault.h"
+#include "vmm/power_cut.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -63,6 +64,8 @@ static const struct key_desc config_keys[] = {
 	{ "vm", "control", KEY_PATH, FIELD(control) },
 	{ "vm", "timeout", KEY_UINT, FIELD(timeout_s) },
 	{ "vm", "seccomp", KEY_BOOL, FIELD(seccomp) },
+	{ "vm", "power_cut", KEY_STR, FIELD(power_cut) },
+	{ "vm", "power_cut_state", KEY_STR, FIELD(power_cut_state) },
 	{ "pmem", "path", KEY_PATH, PMEM(path) },
 	{ "pmem", "size", KEY_SIZE, PMEM(size) },
 	{ "pmem", "granule", KEY_SIZE, PMEM(granule) },
@@ -828,6 +831,9 @@ int config_validate(const struct vm_config *c, char *err, size_t errlen)
 		return config_fail(err, errlen, "cpus: %d is out of range 1..%d", c->cpus,
 				   CONFIG_MAX_CPUS);
 
+	struct power_cut_plan plan;
+	if (power_cut_parse(c->power_cut, c->power_cut_state, &plan, err, errlen))
+		return -1;
 	/* The pmem and blk backing files are not required to exist: the VMM creates them (pmem
 	 * sized by [pmem] size) when it sets the device up, and reports errors then. */
 	for (unsigned i = 0; i < c->npmem; i++)

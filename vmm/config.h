@@ -77,6 +77,8 @@ struct vm_config {
 	char control[CONFIG_PATH_MAX];    /* control socket path, "" = none */
 	unsigned timeout_s;    /* 0 = none: kill the guest after this many seconds */
 	bool seccomp;          /* the seccomp filter while the VM runs (vmm/seccomp.h); default on */
+	char power_cut[160];   /* vmm/power_cut.h trigger: after-flushes:N, after:T, at-mark:NAME */
+	char power_cut_state[64]; /* last-flush (default) or sample:SEED */
 	struct pmem_config pmem[CONFIG_MAX_PMEM];
 	unsigned npmem;
 	struct blk_config blk[CONFIG_MAX_BLK];

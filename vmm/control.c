@@ -5,6 +5,7 @@
 #include "vmm/control.h"
 
 #include "devices/fault.h"
+#include "vmm/power_cut.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -415,6 +416,44 @@ static int cmd_fault_remove(struct control *c, FILE *f, const struct cj_object *
 	return 0;
 }
 
+static int cmd_mark(struct control *c, FILE *f, const struct cj_object *o)
+{
+	const struct cj_member *m = cj_get(o, "text");
+	const struct cj_member *dv = cj_get(o, "device");
+	if (!m)
+		return reply_err(c, f, "missing \"text\" (the mark)");
+	if (m->type != CJ_STRING)
+		return reply_err(c, f, "\"text\" must be a string");
+	if (dv && dv->type != CJ_STRING)
+		return reply_err(c, f, "\"device\" must be a string (a device name)");
+	if (!c->d.mark)
+		return reply_err(c, f, "marks are not available here");
+	char why[256];
+	int n = c->d.mark(c->d.ctx, dv ? dv->str : NULL, m->str, why, sizeof(why));
+	if (n < 0)
+		return reply_err(c, f, "mark: %s", why);
+	fprintf(f, "{\"ok\":true,\"logs\":%d}", n);
+	return 0;
+}
+
+static int cmd_power_cut(struct control *c, FILE *f, const struct cj_object *o)
+{
+	struct power_cut_plan p = { 0 };
+	const struct cj_member *m = cj_get(o, "state");
+	char why[256];
+	if (m && m->type != CJ_STRING)
+		return reply_err(c, f, "\"state\" must be a string (last-flush or sample:SEED)");
+	if (m && power_cut_parse_state(m->str, &p, why, sizeof(why)))
+		return reply_err(c, f, "%s", why);
+	if (!c->d.power_cut)
+		return reply_err(c, f, "power-cut is not available here");
+	/* The answer goes out before the VM is torn down (the reply is queued first; the
+	 * thread sends it before control_stop closes the connection, best effort). */
+	c->d.power_cut(c->d.ctx, p.sample, p.seed);
+	fputs("{\"ok\":true}", f);
+	return 0;
+}
+
 static const struct command {
 	const char *name;
 	int (*fn)(struct control *c, FILE *f, const struct cj_object *o);
@@ -429,6 +468,8 @@ static const struct command {
 	{ "fault-add", cmd_fault_add, { "rule", NULL } },
 	{ "fault-list", cmd_fault_list, { NULL } },
 	{ "fault-remove", cmd_fault_remove, { "id", NULL } },
+	{ "mark", cmd_mark, { "text", NULL } },
+	{ "power-cut", cmd_power_cut, { "state", NULL } },
 };
 
 static void dispatch(struct control *c, FILE *f, const struct cj_object *o)
@@ -436,7 +477,7 @@ static void dispatch(struct control *c, FILE *f, const struct cj_object *o)
 	const struct cj_member *cmd = cj_get(o, "cmd");
 	if (!cmd) {
 		reply_err(c, f, "missing \"cmd\" (one of: stats, flush, invalidate, host-read, "
-			  "host-write, truncate, fault-add, fault-list, fault-remove)");
+			  "host-write, truncate, fault-add, fault-list, fault-remove, mark, power-cut)");
 		return;
 	}
 	if (cmd->type != CJ_STRING) {
@@ -465,7 +506,7 @@ static void dispatch(struct control *c, FILE *f, const struct cj_object *o)
 	char name[64];
 	snprintf(name, sizeof(name), "%s", cmd->str);
 	reply_err(c, f, "unknown cmd \"%s%s\" (one of: stats, flush, invalidate, host-read, "
-		  "host-write, truncate, fault-add, fault-list, fault-remove)", name,
+		  "host-write, truncate, fault-add, fault-list, fault-remove, mark, power-cut)", name,
 		  cmd->str_len >= sizeof(name) ? "..." : "");
 }
 

@@ -24,6 +24,12 @@
  *                                                    "matched":..,"fired":..}],"fired":N}
  *   {"cmd":"fault-remove","device":D,"id":N}         remove one rule ("id":"all": every rule)
  * The fault commands need "device" unless the VM has just one device.
+ *   {"cmd":"mark","text":"T"}                        a MARK entry in every write log (or the
+ *                                                    "device"'s): {"ok":true,"logs":N}; also the
+ *                                                    [vm] power_cut = at-mark:T trigger
+ *   {"cmd":"power-cut"}                              stop the VM at once, files left as a crash
+ *                                                    state (vmm/power_cut.h); optional
+ *                                                    "state":"last-flush"|"sample:SEED"
  * Data is hex: two digits per byte, either case on input, lowercase on output (hex rather than
  * base64: trivially produced by shell tools, printf %02x in a guest, and python's
  * bytes.hex(); it doubles the size, which the limits below allow for).
@@ -46,6 +52,7 @@
 #ifndef CVMM_CONTROL_H
 #define CVMM_CONTROL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -88,6 +95,11 @@ struct control_deps {
 	/* Every device by name (may be empty: then only the default above). */
 	struct control_device dev[CONTROL_DEVICES_MAX];
 	unsigned ndev;
+	/* "power-cut": vmm/power_cut.h (NULL: refused) */
+	void (*power_cut)(void *ctx, bool sample, uint64_t seed);
+	/* "mark": add text as a MARK entry to the write log of `device` (NULL: every log);
+	 * returns how many logs took it, or -1 with err set (no such device, no log, bad text) */
+	int (*mark)(void *ctx, const char *device, const char *text, char *err, size_t errlen);
 	/* writes the VM's exits as a JSON object ({"io": 3, ...}); may be NULL */
 	void (*exits_json)(void *ctx, FILE *f);
 	void *ctx;

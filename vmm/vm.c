@@ -1,5 +1,6 @@
 #include "vmm/vm.h"
 
+#include "devices/blk_log.h"
 #include "devices/pmem.h"
 
 #include <errno.h>
@@ -145,6 +146,51 @@ static uint64_t blk_file_end(const struct vm_blk *d)
 	return d->cfg->offset + d->dev->capacity * 512;
 }
 
+static void control_power_cut(void *ctx, bool sample, uint64_t seed)
+{
+	vm_power_cut(ctx, sample, seed, "asked on the control socket");
+}
+
+/* A MARK entry in the write log of `device` (NULL: every log), then the at-mark trigger. */
+static int control_mark(void *ctx, const char *device, const char *text, char *err,
+			size_t errlen)
+{
+	struct vm *vm = ctx;
+	int logs = 0;
+	bool found = !device;
+	for (unsigned i = 0; i < vm->nblk; i++) {
+		struct vm_blk *b = &vm->blk[i];
+		if (device && strcmp(device, b->cfg->name))
+			continue;
+		found = true;
+		if (!b->log_be) {
+			if (device) {
+				snprintf(err, errlen, "device \"%s\" has no write_log", device);
+				return -1;
+			}
+			continue;
+		}
+		int r = blk_log_mark(b->log_be, text);
+		if (r) {
+			snprintf(err, errlen, "%s: %s", b->cfg->name,
+				 r == -EINVAL ? "bad mark text (1..479 bytes, no NUL)" : strerror(-r));
+			return -1;
+		}
+		logs++;
+	}
+	for (unsigned i = 0; !found && i < vm->npmem; i++)
+		if (!strcmp(device, vm->pmem[i].cfg->name)) {
+			snprintf(err, errlen, "device \"%s\" has no write_log", device);
+			return -1;
+		}
+	if (!found) {
+		snprintf(err, errlen, "no device \"%s\"", device);
+		return -1;
+	}
+	vm_note_mark(vm, text);
+	return logs;
+}
+
 /* The control socket's view of the devices (vmm/control.h): the default target (the first
  * window's cache) and every device by name. */
 static void control_devices(struct vm *vm, struct control_deps *d)
@@ -227,6 +273,8 @@ int vm_create(struct vm *vm, struct vm_config *cfg, char *err, size_t errlen)
 	bus_init(&vm->mmio, "mmio");
 	clock_gettime(CLOCK_MONOTONIC, &vm->stats.t_start);
 	vm->stats_fd = -1;
+	if (power_cut_parse(cfg->power_cut, cfg->power_cut_state, &vm->cut_plan, err, errlen))
+		return -1;
 
 	/* Created now (0600, no symbolic link followed: lib/file.h), written at exit: a bad path
 	 * is a setup error, not a surprise after the run. */
@@ -306,7 +354,8 @@ int vm_create(struct vm *vm, struct vm_config *cfg, char *err, size_t errlen)
 
 	/* The control socket (vmm/control.h), last: it reads the vCPUs' counters. */
 	if (cfg->control[0]) {
-		struct control_deps d = { .exits_json = vm_exits_json, .ctx = vm };
+		struct control_deps d = { .exits_json = vm_exits_json, .ctx = vm,
+					  .power_cut = control_power_cut, .mark = control_mark };
 		control_devices(vm, &d);
 		if (control_start(&vm->control, cfg->control, &d, err, errlen))
 			return -1;
@@ -344,6 +393,42 @@ void vm_request_stop(struct vm *vm, int status, const char *fmt, ...)
 	pthread_mutex_unlock(&vm->lock);
 }
 
+void vm_power_cut(struct vm *vm, bool sample, uint64_t seed, const char *why)
+{
+	if (__atomic_exchange_n(&vm->cut, 1, __ATOMIC_ACQ_REL))
+		return;
+	vm->cut_plan.sample = sample;
+	vm->cut_plan.seed = seed;
+	/* First the files (nothing reaches them from here), then the stop: vCPUs and requests
+	 * still running until they notice cannot change what the cut left. The disks' wrappers
+	 * (machine.c) read vm->cut. */
+	for (unsigned i = 0; i < vm->npmem; i++)
+		pcache_power_cut(vm->pmem[i].win->pc);
+	for (unsigned i = 0; i < vm->nblk; i++)
+		if (vm->blk[i].shared)
+			pcache_power_cut(vm->blk[i].shared->pc);
+	vm_request_stop(vm, CVMM_EXIT_POWER_CUT, "power cut: %s", why);
+}
+
+void vm_note_flush(struct vm *vm)
+{
+	uint64_t n = __atomic_add_fetch(&vm->flushes, 1, __ATOMIC_ACQ_REL);
+	if (vm->cut_plan.when == POWER_CUT_AFTER_FLUSHES && n == vm->cut_plan.n) {
+		char why[64];
+		snprintf(why, sizeof(why), "after %llu FLUSHes", (unsigned long long)n);
+		vm_power_cut(vm, vm->cut_plan.sample, vm->cut_plan.seed, why);
+	}
+}
+
+void vm_note_mark(struct vm *vm, const char *text)
+{
+	if (vm->cut_plan.when == POWER_CUT_AT_MARK && !strcmp(text, vm->cut_plan.mark)) {
+		char why[POWER_CUT_MARK_MAX + 16];
+		snprintf(why, sizeof(why), "at mark '%s'", text);
+		vm_power_cut(vm, vm->cut_plan.sample, vm->cut_plan.seed, why);
+	}
+}
+
 int vm_run(struct vm *vm)
 {
 	vcpu_signals_init();
@@ -368,21 +453,44 @@ int vm_run(struct vm *vm)
 	}
 
 	pthread_mutex_lock(&vm->lock);
-	struct timespec deadline;
-	clock_gettime(CLOCK_REALTIME, &deadline);
+	struct timespec start, deadline, cut_at;
+	clock_gettime(CLOCK_REALTIME, &start);
+	deadline = start;
 	deadline.tv_sec += vm->cfg->timeout_s;
+	/* [vm] power_cut = after:DURATION, measured from here */
+	bool cut_timer = vm->cut_plan.when == POWER_CUT_AFTER_MS;
+	cut_at = start;
+	cut_at.tv_sec += (time_t)(vm->cut_plan.ms / 1000);
+	cut_at.tv_nsec += (long)(vm->cut_plan.ms % 1000) * 1000000L;
+	if (cut_at.tv_nsec >= 1000000000L) {
+		cut_at.tv_sec++;
+		cut_at.tv_nsec -= 1000000000L;
+	}
 	while (!vm->stopping) {
-		if (vm->cfg->timeout_s) {
-			if (pthread_cond_timedwait(&vm->cond, &vm->lock, &deadline) == ETIMEDOUT &&
-			    !vm->stopping) {
-				pthread_mutex_unlock(&vm->lock);
-				vm_request_stop(vm, 124, "timeout: guest still running after %u s",
-						vm->cfg->timeout_s);
-				pthread_mutex_lock(&vm->lock);
-			}
-		} else {
+		bool timed = vm->cfg->timeout_s != 0;
+		bool cut_first = cut_timer && (!timed || cut_at.tv_sec < deadline.tv_sec ||
+					       (cut_at.tv_sec == deadline.tv_sec &&
+						cut_at.tv_nsec < deadline.tv_nsec));
+		if (!timed && !cut_timer) {
 			pthread_cond_wait(&vm->cond, &vm->lock);
+			continue;
 		}
+		const struct timespec *until = cut_first ? &cut_at : &deadline;
+		if (pthread_cond_timedwait(&vm->cond, &vm->lock, until) != ETIMEDOUT ||
+		    vm->stopping)
+			continue;
+		pthread_mutex_unlock(&vm->lock);
+		if (cut_first) {
+			char why[64];
+			snprintf(why, sizeof(why), "after %llu ms",
+				 (unsigned long long)vm->cut_plan.ms);
+			vm_power_cut(vm, vm->cut_plan.sample, vm->cut_plan.seed, why);
+			cut_timer = false;
+		} else {
+			vm_request_stop(vm, 124, "timeout: guest still running after %u s",
+					vm->cfg->timeout_s);
+		}
+		pthread_mutex_lock(&vm->lock);
 	}
 	pthread_mutex_unlock(&vm->lock);
 

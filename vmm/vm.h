@@ -13,6 +13,7 @@
 #include "lib/guest_mem.h"
 #include "vmm/linux.h"
 #include "vmm/loader.h"
+#include "vmm/power_cut.h"
 
 /* Guest-physical layout (see also vmm/boot.c). RAM starts at 0; up to LOW_RAM_MAX of it sits
  * below the PCI hole and the rest at 4 GiB. */
@@ -35,6 +36,7 @@
 
 struct pci_host;
 struct blk_dev;
+struct blk_backend;
 struct virtio_pci;
 struct pmem_dev;
 
@@ -70,6 +72,7 @@ struct vm_blk {
 	struct virtio_pci *pci;        /* devices/virtio_pci.h: its transport */
 	struct pmem_window *shared;    /* the window whose file it is (through its cache), or NULL */
 	char who[CONFIG_NAME_MAX + 16]; /* "virtio-blk NAME": messages (fault log lines) */
+	struct blk_backend *log_be;    /* devices/blk_log.h: its write log (marks), or NULL */
 };
 
 /* One [pmem] device: the window (vmm/pmem_window.h, made by vm_create) and the virtio-pmem
@@ -119,6 +122,11 @@ struct vm {
 	bool slot_zap_quirk_off;
 	struct vm_stats stats;
 	struct control *control;       /* vmm/control.h: the --control socket, if any */
+
+	/* vmm/power_cut.h */
+	struct power_cut_plan cut_plan; /* from [vm] power_cut / power_cut_state */
+	uint64_t flushes;              /* atomic: guest FLUSHes completed, every device */
+	int cut;                       /* atomic: a power cut happened */
 	int stats_fd;                  /* cfg->stats_json, created at start (lib/file.h), or -1 */
 };
 
@@ -132,6 +140,14 @@ int vm_run(struct vm *vm);
 void vm_request_stop(struct vm *vm, int status, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 void vm_destroy(struct vm *vm);
+/* Power cut now (vmm/power_cut.h): nothing reaches the files from here on, the VM stops with
+ * CVMM_EXIT_POWER_CUT, vm_destroy leaves the files as the plan's state says. Thread-safe;
+ * the first call wins. sample/seed: the state (from the plan or the control request). */
+void vm_power_cut(struct vm *vm, bool sample, uint64_t seed, const char *why);
+/* A guest FLUSH completed (any device): the after-flushes:N trigger. */
+void vm_note_flush(struct vm *vm);
+/* A mark was added (control socket): the at-mark:NAME trigger. */
+void vm_note_mark(struct vm *vm, const char *text);
 /* One-line summary on stderr (and JSON to cfg->stats_json if set). */
 void vm_print_summary(struct vm *vm);
 /* The guest produced its first output now (serial): time to first output. */

@@ -701,6 +701,73 @@ static void test_fault_commands(void **state)
 	fault_set_destroy(&fb);
 }
 
+struct cut_rec {
+	int cuts, marks;
+	bool sample;
+	uint64_t seed;
+	char device[32], text[64];
+};
+
+static void rec_cut(void *ctx, bool sample, uint64_t seed)
+{
+	struct cut_rec *r = ctx;
+	r->cuts++;
+	r->sample = sample;
+	r->seed = seed;
+}
+
+static int rec_mark(void *ctx, const char *device, const char *text, char *err, size_t errlen)
+{
+	struct cut_rec *r = ctx;
+	if (device && strcmp(device, "a")) {
+		snprintf(err, errlen, "no device \"%s\"", device);
+		return -1;
+	}
+	r->marks++;
+	snprintf(r->device, sizeof(r->device), "%s", device ? device : "(all)");
+	snprintf(r->text, sizeof(r->text), "%s", text);
+	return 2;
+}
+
+/* "mark" and "power-cut" (issue 16): arguments checked, then handed to the VM. */
+static void test_mark_and_power_cut(void **state)
+{
+	(void)state;
+	struct cut_rec rec = { 0 };
+	struct control_deps d = { .ctx = &rec, .power_cut = rec_cut, .mark = rec_mark };
+	struct control *c = control_new(&d);
+	const struct { const char *q, *want; } cases[] = {
+		{ "{\"cmd\":\"mark\",\"text\":\"before fsync\"}", "{\"ok\":true,\"logs\":2}" },
+		{ "{\"cmd\":\"mark\",\"device\":\"a\",\"text\":\"x\"}", "\"ok\":true" },
+		{ "{\"cmd\":\"mark\",\"device\":\"b\",\"text\":\"x\"}", "mark: no device" },
+		{ "{\"cmd\":\"mark\"}", "missing \\\"text\\\"" },
+		{ "{\"cmd\":\"mark\",\"text\":5}", "must be a string" },
+		{ "{\"cmd\":\"power-cut\",\"state\":\"sample:x\"}", "bad state" },
+		{ "{\"cmd\":\"power-cut\",\"when\":1}", "unknown key" },
+		{ "{\"cmd\":\"power-cut\",\"state\":\"sample:9\"}", "{\"ok\":true}" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *r = control_handle(c, cases[i].q, strlen(cases[i].q));
+		if (!strstr(r, cases[i].want))
+			fail_msg("%s\n-> %s\nwanted %s", cases[i].q, r, cases[i].want);
+		free(r);
+	}
+	assert_int_equal(rec.marks, 2);
+	assert_string_equal(rec.device, "a");
+	assert_string_equal(rec.text, "x");
+	assert_int_equal(rec.cuts, 1);          /* the bad requests did not cut */
+	assert_true(rec.sample);
+	assert_int_equal(rec.seed, 9);
+	control_free(c);
+	/* without the VM's hooks: refused, not crashed */
+	struct control_deps none = { 0 };
+	c = control_new(&none);
+	char *r = control_handle(c, "{\"cmd\":\"power-cut\"}", 19);
+	assert_non_null(strstr(r, "not available"));
+	free(r);
+	control_free(c);
+}
+
 /* The parser alone: what it accepts. */
 static void test_json_accepts(void **state)
 {
@@ -743,6 +810,7 @@ int main(void)
 		cmocka_unit_test(test_no_pcache),
 		cmocka_unit_test_setup_teardown(test_named_devices, setup, teardown),
 		cmocka_unit_test(test_fault_commands),
+		cmocka_unit_test(test_mark_and_power_cut),
 		cmocka_unit_test(test_json_accepts),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

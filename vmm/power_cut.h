@@ -1,0 +1,49 @@
+/* Power cut (issue 16 item 3): the VM stops at once and its files are left as a crash state,
+ * without cvmm's exit-time writeback.
+ *
+ * Triggers: the control socket ({"cmd":"power-cut"}), or [vm] power_cut =
+ *   after-flushes:N   right after the N-th guest FLUSH (blk or pmem, any device) completes
+ *   after:DURATION    DURATION after the VM starts (e.g. 500ms, 3s, 2m)
+ *   at-mark:NAME      when a mark with text NAME is added (control socket "mark")
+ * What the files hold afterwards ([vm] power_cut_state, or "state" in the request):
+ *   last-flush (default)  a device with a write log: exactly its state at the log's last
+ *                         FLUSH (rebuilt from the log and its base); a device without one: what
+ *                         reached the file before the cut (every completed blk write, and the
+ *                         pmem pages written back by FLUSHes or host reads: a superset of the
+ *                         last FLUSH, itself a possible crash state)
+ *   sample:SEED           with a write log: the last FLUSH plus a random subset of the writes
+ *                         after it, drawn from SEED (the same seed gives the same state)
+ * From the cut on nothing reaches the files: the page caches refuse writes
+ * (pcache_power_cut), the disks answer IOERR, no dirty page is written back at exit.
+ * cvmm then exits with CVMM_EXIT_POWER_CUT. */
+#ifndef CVMM_POWER_CUT_H
+#define CVMM_POWER_CUT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CVMM_EXIT_POWER_CUT 123
+#define POWER_CUT_MARK_MAX 128
+
+enum power_cut_when { POWER_CUT_NONE, POWER_CUT_AFTER_FLUSHES, POWER_CUT_AFTER_MS,
+		      POWER_CUT_AT_MARK };
+
+struct power_cut_plan {
+	enum power_cut_when when;
+	uint64_t n;             /* after-flushes:N */
+	uint64_t ms;            /* after:DURATION */
+	char mark[POWER_CUT_MARK_MAX]; /* at-mark:NAME */
+	bool sample;            /* state sample:SEED (else last-flush) */
+	uint64_t seed;
+};
+
+/* Parse the trigger ("" or NULL: none) and the state ("" or NULL: last-flush). 0, or -1
+ * with a message naming the bad word. */
+int power_cut_parse(const char *trigger, const char *state, struct power_cut_plan *p,
+		    char *err, size_t errlen);
+/* Only the state part (the control request's "state"). */
+int power_cut_parse_state(const char *state, struct power_cut_plan *p, char *err,
+			  size_t errlen);
+
+#endif
