@@ -6,6 +6,10 @@
  *   cvmmctl --socket PATH host-read OFFSET LENGTH
  *   cvmmctl --socket PATH host-write OFFSET HEX
  *   cvmmctl --socket PATH truncate SIZE
+ *   cvmmctl --socket PATH [--device NAME] fault-add 'op=write effect=ioerr'
+ *   cvmmctl --socket PATH [--device NAME] fault-list | fault-remove ID|all
+ *   cvmmctl --socket PATH [--device NAME] mark TEXT
+ *   cvmmctl --socket PATH power-cut [last-flush|sample:SEED]
  *   cvmmctl --socket PATH raw 'JSON'          (sent as one line, unchecked: for testing)
  *
  * Prints the reply line on stdout. Exit status: 0 the VM answered {"ok":true,...}; 1 it
@@ -21,16 +25,40 @@
 #include <unistd.h>
 
 static const char usage[] =
-"usage: cvmmctl [--socket PATH] [--timeout SECONDS] CMD [ARGS]\n"
-"  stats                      exits, page-cache and blk counters\n"
+"usage: cvmmctl [--socket PATH] [--timeout SECONDS] [--device NAME] CMD [ARGS]\n"
+"  stats                      exits, page-cache and blk counters, every device's\n"
 "  flush                      write back the pmem window's dirty pages, sync\n"
 "  invalidate OFFSET LENGTH   a host tool changed the file there\n"
 "  host-read OFFSET LENGTH    coherent read; data comes back as hex\n"
 "  host-write OFFSET HEX      coherent write of the bytes HEX (two digits per byte)\n"
 "  truncate SIZE              truncate/extend the backing file (multiple of 4096)\n"
+"  fault-add RULE             a fault-injection rule, e.g. 'op=write range=1M+64K effect=ioerr'\n"
+"  fault-list                 the device's rules with their matched/fired counts\n"
+"  fault-remove ID|all        remove a rule (or every rule)\n"
+"  mark TEXT                  a MARK entry in every write log (or the --device's)\n"
+"  power-cut [STATE]          stop the VM at once, files left as a crash state: last-flush\n"
+"                             (default) or sample:SEED (README: power cut)\n"
 "  raw JSON                   send one JSON line as it is\n"
+"--device NAME: the [blk \"NAME\"] / [pmem \"NAME\"] device the command is for (plain [blk] and\n"
+"[pmem] are \"blk\" and \"pmem\"); without it the first pmem window (faults: the only device).\n"
 "The socket is cvmm's --control PATH (default: $CVMM_CONTROL). Numbers are decimal or 0x hex.\n"
 "Prints the reply; exit 0 if it says ok, 1 if it is an error, 2 if there is no reply.\n";
+
+/* s as a JSON string (quotes, backslashes and control characters escaped). */
+static void json_str(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch == '"' || ch == '\\')
+			fprintf(f, "\\%c", ch);
+		else if (ch < 0x20)
+			fprintf(f, "\\u%04x", ch);
+		else
+			fputc(ch, f);
+	}
+	fputc('"', f);
+}
 
 static int bad(const char *fmt, const char *arg)
 {
@@ -55,6 +83,7 @@ static int number(const char *s, unsigned long long *v)
 int main(int argc, char **argv)
 {
 	const char *path = getenv("CVMM_CONTROL");
+	const char *device = NULL;
 	int timeout_s = 30;
 	int i = 1;
 	for (; i < argc && argv[i][0] == '-' && argv[i][1] == '-'; i++) {
@@ -63,6 +92,10 @@ int main(int argc, char **argv)
 			return 0;
 		} else if (!strcmp(argv[i], "--socket") && i + 1 < argc) {
 			path = argv[++i];
+		} else if (!strcmp(argv[i], "--device") && i + 1 < argc) {
+			device = argv[++i];
+			if (!*device)
+				return bad("%s--device wants a name", "");
 		} else if (!strcmp(argv[i], "--timeout") && i + 1 < argc) {
 			timeout_s = atoi(argv[++i]);
 			if (timeout_s <= 0)
@@ -84,10 +117,48 @@ int main(int argc, char **argv)
 	FILE *f = open_memstream(&req, &reqlen);
 	if (!f)
 		return 2;
-	if (!strcmp(cmd, "stats") || !strcmp(cmd, "flush")) {
+	if (!strcmp(cmd, "raw")) {
+		if (nargs != 1)
+			return bad("%s wants one JSON argument", cmd);
+		if (strchr(a[0], '\n'))
+			return bad("%sraw JSON must be one line", "");
+		fputs(a[0], f);
+		goto send;
+	}
+	/* {"cmd":CMD[,"device":NAME] then the command's own members and "}" */
+	fprintf(f, "{\"cmd\":");
+	json_str(f, cmd);
+	if (device) {
+		fputs(",\"device\":", f);
+		json_str(f, device);
+	}
+	if (!strcmp(cmd, "stats") || !strcmp(cmd, "flush") || !strcmp(cmd, "fault-list")) {
 		if (nargs)
 			return bad("%s takes no arguments", cmd);
-		fprintf(f, "{\"cmd\":\"%s\"}", cmd);
+		fputc('}', f);
+	} else if (!strcmp(cmd, "fault-add") || !strcmp(cmd, "mark")) {
+		if (nargs != 1)
+			return bad("%s wants one argument (quote it)", cmd);
+		fprintf(f, ",\"%s\":", !strcmp(cmd, "mark") ? "text" : "rule");
+		json_str(f, a[0]);
+		fputc('}', f);
+	} else if (!strcmp(cmd, "fault-remove")) {
+		if (nargs != 1)
+			return bad("%s wants ID or all", cmd);
+		if (!strcmp(a[0], "all"))
+			fputs(",\"id\":\"all\"}", f);
+		else if (number(a[0], &x))
+			return bad("bad ID '%s' (a number or all)", a[0]);
+		else
+			fprintf(f, ",\"id\":%llu}", x);
+	} else if (!strcmp(cmd, "power-cut")) {
+		if (nargs > 1)
+			return bad("%s wants at most a STATE", cmd);
+		if (nargs) {
+			fputs(",\"state\":", f);
+			json_str(f, a[0]);
+		}
+		fputc('}', f);
 	} else if (!strcmp(cmd, "invalidate") || !strcmp(cmd, "host-read")) {
 		if (nargs != 2)
 			return bad("%s wants OFFSET LENGTH", cmd);
@@ -95,7 +166,7 @@ int main(int argc, char **argv)
 			return bad("bad OFFSET '%s'", a[0]);
 		if (number(a[1], &y))
 			return bad("bad LENGTH '%s'", a[1]);
-		fprintf(f, "{\"cmd\":\"%s\",\"offset\":%llu,\"length\":%llu}", cmd, x, y);
+		fprintf(f, ",\"offset\":%llu,\"length\":%llu}", x, y);
 	} else if (!strcmp(cmd, "host-write")) {
 		if (nargs != 2)
 			return bad("%s wants OFFSET HEX", cmd);
@@ -104,22 +175,18 @@ int main(int argc, char **argv)
 		for (const char *p = a[1]; *p; p++)
 			if (!strchr("0123456789abcdefABCDEF", *p))
 				return bad("HEX '%s': only hex digits, please", a[1]);
-		fprintf(f, "{\"cmd\":\"host-write\",\"offset\":%llu,\"data\":\"%s\"}", x, a[1]);
+		fprintf(f, ",\"offset\":%llu,\"data\":\"%s\"}", x, a[1]);
 	} else if (!strcmp(cmd, "truncate")) {
 		if (nargs != 1)
 			return bad("%s wants SIZE", cmd);
 		if (number(a[0], &x))
 			return bad("bad SIZE '%s'", a[0]);
-		fprintf(f, "{\"cmd\":\"truncate\",\"size\":%llu}", x);
-	} else if (!strcmp(cmd, "raw")) {
-		if (nargs != 1)
-			return bad("%s wants one JSON argument", cmd);
-		if (strchr(a[0], '\n'))
-			return bad("%sraw JSON must be one line", "");
-		fputs(a[0], f);
+		fprintf(f, ",\"size\":%llu}", x);
+
 	} else {
 		return bad("unknown command '%s'", cmd);
 	}
+send:
 	fputc('\n', f);
 	fclose(f);
 

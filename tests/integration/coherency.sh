@@ -163,6 +163,46 @@ coherency_tests() {
 	else
 		notok "cvmmctl: bad usage is exit 2 with a hint" "(exit $rc) $r"
 	fi
+	# the requests cvmmctl builds for the device, fault, mark and power-cut commands, as a
+	# fake server receives them (strings JSON-escaped, --device on every command)
+	r=$(python3 - "$CTL" "$T/fake.sock" <<'PY' 2>&1
+import os, socket, subprocess, sys, threading
+ctl, path = sys.argv[1], sys.argv[2]
+calls = [(['--device', 'a', 'fault-add', 'op=write "x" effect=ioerr'],
+          '{"cmd":"fault-add","device":"a","rule":"op=write \\"x\\" effect=ioerr"}'),
+         (['fault-remove', 'all'], '{"cmd":"fault-remove","id":"all"}'),
+         (['--device', 'b', 'fault-remove', '3'], '{"cmd":"fault-remove","device":"b","id":3}'),
+         (['--device', 'b', 'mark', 't\\e'], '{"cmd":"mark","device":"b","text":"t\\\\e"}'),
+         (['power-cut', 'sample:3'], '{"cmd":"power-cut","state":"sample:3"}'),
+         (['--device', 'x', 'fault-list'], '{"cmd":"fault-list","device":"x"}')]
+srv = socket.socket(socket.AF_UNIX)
+srv.bind(path)
+srv.listen(8)
+got = []
+def serve():
+    for _ in calls:
+        c, _ = srv.accept()
+        d = b''
+        while not d.endswith(b'\n'):
+            d += c.recv(4096)
+        got.append(d.decode().rstrip('\n'))
+        c.sendall(b'{"ok":true}\n')
+        c.close()
+t = threading.Thread(target=serve)
+t.start()
+for args, _ in calls:
+    subprocess.run([ctl, '--socket', path] + args, capture_output=True, timeout=10)
+t.join(10)
+bad = [(w, g) for (_, w), g in zip(calls, got) if w != g]
+print('ok' if len(got) == len(calls) and not bad else 'mismatch: %r' % (bad or got))
+PY
+)
+	if [ "$r" = ok ]; then
+		ok "cvmmctl: --device, fault-*, mark and power-cut requests are the protocol's JSON"
+	else
+		notok "cvmmctl: --device, fault-*, mark and power-cut requests are the protocol's JSON" "$r"
+	fi
+	rm -f "$T/fake.sock"
 	if ! have_kvm; then
 		skip "coherency: every scenario" "no usable /dev/kvm on this machine: the VM tests did NOT run"
 		return
