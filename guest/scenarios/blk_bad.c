@@ -76,6 +76,7 @@
  * submit a request which would cause a read or write beyond capacity", "length of data MUST be
  * a multiple of 512 bytes"). */
 #include "drivers/virtio_blk.h"
+#include "drivers/virtio_devs.h"
 #include "lib/pattern.h"
 #include "lib/rt.h"
 #include "scenarios/scenario.h"
@@ -679,7 +680,7 @@ static void blk_bad(void)
 	bool strict = arg_u64("strict", 0), qemu = !strcmp(arg_str("peer", ""), "qemu");
 	unsigned failed = 0;
 
-	if (!t_check(vblk_open(&b, arg_u64("dev", 0)) == 0, "virtio-blk found and initialised",
+	if (!t_check(vblk_open(&b, vdev_blk_arg()) == 0, "virtio-blk found and initialised",
 		     "see above"))
 		return;
 	vblk_describe(&b);

@@ -56,6 +56,7 @@
  * Ring 3 then reads MCG_STATUS and the bank MSRs through the rdmsr syscall and clears them
  * (MCG_STATUS.MCIP must be 0 before another machine check, or the CPU shuts down). */
 #include "arch/arch.h"
+#include "drivers/virtio_devs.h"
 #include "drivers/virtio_pmem.h"
 #include "lib/pattern.h"
 #include "lib/rt.h"
@@ -210,7 +211,7 @@ static bool open_pmem(void)
 		return t_check(p.base && !(wsz & 0xfff), "window_start/window_size window mapped",
 			       "size 0x%lx", wsz);
 	}
-	return t_check(vpmem_open(&p, arg_u64("dev", 0)) == 0,
+	return t_check(vpmem_open(&p, vdev_pmem_arg(1)) == 0,
 		       "virtio-pmem found, window mapped", "see above");
 }
 
