@@ -1,6 +1,6 @@
 /* blk: every virtio-blk request type, with data checks (virtio 1.2, 5.2).
  *
- *   scenario=blk [ro=1] [dev=N] [discard_zeroes=0] [subblock=1] [seed=N]
+ *   scenario=blk [ro=1] [blk_dev=N] [discard_zeroes=0] [subblock=1] [seed=N]
  *                [event_idx=0] [indirect=0] [qsize=N] [timeout_ms=2000]
  *
  * Writable disk (default): OUT then IN of a pattern at the first, a middle and the last

@@ -2,7 +2,7 @@
  * passes only if that is an accepted answer; after each case a normal OUT + IN must work (the
  * device is not wedged), after a reset and re-initialisation if the device asked for one.
  *
- *   scenario=blk-bad [strict=1] [peer=qemu] [dev=N] [timeout_ms=2000] [event_idx=0]
+ *   scenario=blk-bad [strict=1] [peer=qemu] [blk_dev=N] [timeout_ms=2000] [event_idx=0]
  *                    [indirect=0] [qsize=N]
  *
  * Outcomes: OK / IOERR / UNSUPP (the status byte the device wrote, at the place the request's

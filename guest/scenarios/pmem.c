@@ -11,7 +11,7 @@
  * i.e. each 8-byte little-endian word w (at o = 8w) is mix64(w ^ (seed * 0x9E3779B97F4A7C15)).
  * seed is `seed=` (default 0x63766d6d, "cvmm"). lib/pattern.h has the C.
  *
- * scenario=pmem [pages=LIST] [seed=N] [dev=N]
+ * scenario=pmem [pages=LIST] [seed=N] [pmem_dev=N]
  *   Stores and loads across granule boundaries (the VMM's granule may be any power of two from
  *   4 KiB to 2 MiB): single bytes (each loaded first, then stored, then loaded back) at window
  *   offsets 0, 4095, 4096, 65535, 65536, 65537, 2M-1, 2M, 2M+1 and size-1; unaligned 8-byte
