@@ -6,9 +6,11 @@
 # $GUEST, $T).
 #
 #   devices_tests        cvmm: distinct files; y onto x's file (multi.same=1); and disk b on
-#                        x's file too (multi.blk_on_pmem=1:0); --stats-json's "devices"
-#   qemu_devices_tests   QEMU: distinct files; one file for both windows and disk b; and two
-#                        windows on one file WITHOUT multi.same=1 must fail (the check can fail)
+#                        x's file too (multi.blk_on_pmem=1:0); --stats-json's "devices";
+#                        blk_dev=1 / pmem_dev=1 (dev_arg_tests)
+#   qemu_devices_tests   QEMU: distinct files; one file for both windows and disk b; two
+#                        windows on one file WITHOUT multi.same=1 must fail (the check can
+#                        fail); blk_dev=1 / pmem_dev=1
 
 # multi_files NAME OUTPUT DEV=FILE...: for each DEV (blk0, pmem1, ...), every line
 #     # multi: DEV seed=S pages=LIST
@@ -43,6 +45,34 @@ $dev: the guest printed no '# multi: $dev seed=... pages=...' line"
 # multi_passed OUTPUT: the guest's closing line says every check passed.
 multi_passed() {
 	printf '%s\n' "$1" | grep -Eq '^[1-9][0-9]* passed, 0 failed'
+}
+
+# zero FILE: FILE reads as zeros throughout (nothing was written to it).
+zero() {
+	cmp -s -n "$(stat -c %s "$1")" "$1" /dev/zero
+}
+
+# dev_arg_tests WHO A B X Y -- RUNNER...: the pmem and blk scenarios with pmem_dev=1 and
+# blk_dev=1 (RUNNER CMDLINE runs the guest with disks A, B and windows X, Y, all fresh) use the
+# second window / disk and leave the first one's file untouched.
+dev_arg_tests() {
+	local who=$1 a=$2 b=$3 x=$4 y=$5 out rc
+	shift 6
+	out=$("$@" "scenario=pmem pmem_dev=1" 2>&1); rc=$?
+	if [ "$rc" -eq 0 ] && multi_passed "$out" && zero "$x"; then
+		ok "$who: pmem_dev=1: the pmem scenario uses the second window, not the first"
+	else
+		notok "$who: pmem_dev=1: the pmem scenario uses the second window (exit $rc; first file \
+$(zero "$x" && echo untouched || echo WRITTEN))" "$out"
+	fi
+	check_pattern "$who: pmem_dev=1: the second window's file holds the pattern" "$y" "$out"
+	out=$("$@" "scenario=blk blk_dev=1" 2>&1); rc=$?
+	if [ "$rc" -eq 0 ] && multi_passed "$out" && zero "$a" && ! zero "$b"; then
+		ok "$who: blk_dev=1: the blk scenario uses the second disk, not the first"
+	else
+		notok "$who: blk_dev=1: the blk scenario uses the second disk (exit $rc; first disk \
+$(zero "$a" && echo untouched || echo WRITTEN), second $(zero "$b" && echo untouched || echo written))" "$out"
+	fi
 }
 
 # dev_conf CONF X_FILE Y_FILE B_FILE: two disks a, b and two 64 MiB windows x, y.
@@ -92,6 +122,22 @@ PY
 			notok "devices: --stats-json \"devices\" ($what)" "$(cat "$T/dev-$c.json" 2>&1)"
 		fi
 	done
+	rm -f "$T"/dev-*.img
+	truncate -s 16M "$T/dev-a.img" "$T/dev-b.img"
+	truncate -s 64M "$T/dev-x.img" "$T/dev-y.img"
+	dev_conf "$T/dev-args.conf" "$T/dev-x.img" "$T/dev-y.img" "$T/dev-b.img"
+	dev_arg_tests "devices" "$T/dev-a.img" "$T/dev-b.img" "$T/dev-x.img" "$T/dev-y.img" -- \
+		dev_cvmm "$T/dev-args.conf"
+}
+
+# dev_cvmm CONF CMDLINE
+dev_cvmm() {
+	timeout 90 "$CVMM" run --config "$1" --cmdline "$2"
+}
+
+# qemu_dev CMDLINE: the guest under QEMU with disks $QD/a.img $QD/b.img, windows x.img y.img.
+qemu_dev() {
+	BLK="$QD/a.img $QD/b.img" PMEM="$QD/x.img $QD/y.img" timeout 120 guest/run-qemu.sh "$1"
 }
 
 qemu_devices_tests() {
@@ -139,4 +185,9 @@ qemu_devices_tests() {
 	else
 		notok "qemu: multi must fail on two windows sharing a file (exit $rc, wanted 1)" "$out"
 	fi
+
+	rm -f "$d"/*.img
+	truncate -s 16M "$d/a.img" "$d/b.img"
+	truncate -s 8M "$d/x.img" "$d/y.img"
+	QD=$d dev_arg_tests "qemu" "$d/a.img" "$d/b.img" "$d/x.img" "$d/y.img" -- qemu_dev
 }
