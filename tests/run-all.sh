@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 . tests/integration/boot.sh
 . tests/integration/pmem.sh
 . tests/integration/coherency.sh
+. tests/integration/devices.sh
 . tests/integration/hardening.sh
 
 echo "# unit tests (AddressSanitizer + UndefinedBehaviorSanitizer)"
@@ -46,6 +47,8 @@ echo "# integration: virtio-pmem and the page cache"
 pmem_tests
 echo "# integration: one file as pmem window and blk disk, kept coherent (the protocol)"
 coherency_tests
+echo "# integration: several disks and pmem windows at once (multi; issue 15)"
+devices_tests
 echo "# integration: fsx, random pmem and blk operations against a shadow model"
 fsx_tests
 echo "# integration: crash test, cvmm killed with SIGKILL at random moments (issue 12)"
@@ -55,6 +58,8 @@ echo "# integration: hardening (created files, serial budget, control clients, s
 hardening_tests
 echo "# interop: the same guest under QEMU"
 qemu_tests
+echo "# interop: two disks and two pmem windows under QEMU (KVM, else TCG: runs without /dev/kvm)"
+qemu_devices_tests
 if [ -x tests/fuzz/run.sh ]; then
 	echo "# fuzz (short run)"
 	. tests/fuzz/run.sh

@@ -1,6 +1,7 @@
 /* virtio-blk driver. See virtio_blk.h. */
 #include "drivers/virtio_blk.h"
 
+#include "drivers/virtio_devs.h"
 #include "lib/rt.h"
 
 #define BLK_WANTED                                                                                \
@@ -42,6 +43,7 @@ static void read_config(struct vblk *b)
 int vblk_open(struct vblk *b, int nth)
 {
 	memset(b, 0, sizeof(*b));
+	vdev_scan(); /* the device list, printed once */
 	if (virtio_pci_find(&b->dev, VIRTIO_ID_BLOCK, nth) < 0 || virtio_init(&b->dev, BLK_WANTED) < 0)
 		return -1;
 	read_config(b);

@@ -90,26 +90,14 @@ static int walk_caps(struct virtio_dev *v)
 	return 0;
 }
 
-int virtio_pci_find(struct virtio_dev *v, unsigned type, int nth)
+int virtio_pci_type(const struct pci_dev *d)
 {
-	struct pci_dev *d = 0;
+	return virtio_type_of(d);
+}
 
+int virtio_pci_attach(struct virtio_dev *v, struct pci_dev *d, unsigned type, bool quiet)
+{
 	memset(v, 0, sizeof(*v));
-	if (pci_init() < 0)
-		return -1;
-	for (int i = 0; i < pci_count(); i++) {
-		struct pci_dev *c = pci_get(i);
-
-		if (virtio_type_of(c) == (int)type && nth-- == 0) {
-			d = c;
-			break;
-		}
-	}
-	if (!d) {
-		printf("# no virtio device of type %u on PCI (ECAM 0x%lx from %s, %d functions)\n", type,
-		       pci_ecam_base(), pci_ecam_source(), pci_count());
-		return -1;
-	}
 	v->pci = d;
 	v->type = type;
 	snprintf(v->name, sizeof(v->name), "virtio-%s %02x:%02x.%x",
@@ -117,10 +105,36 @@ int virtio_pci_find(struct virtio_dev *v, unsigned type, int nth)
 		 d->dev, d->fn);
 	if (pci_enable(d) < 0 || walk_caps(v) < 0)
 		return -1;
-	t_diag("%s: common cfg at 0x%lx, notify at 0x%lx (x %u), device cfg at 0x%lx; ECAM 0x%lx (%s)",
-	       v->name, (uint64_t)v->common, (uint64_t)v->notify, v->notify_mult,
-	       (uint64_t)v->devcfg, pci_ecam_base(), pci_ecam_source());
+	if (!quiet)
+		t_diag("%s: common cfg at 0x%lx, notify at 0x%lx (x %u), device cfg at 0x%lx; ECAM 0x%lx (%s)",
+		       v->name, (uint64_t)v->common, (uint64_t)v->notify, v->notify_mult,
+		       (uint64_t)v->devcfg, pci_ecam_base(), pci_ecam_source());
 	return 0;
+}
+
+int virtio_pci_find(struct virtio_dev *v, unsigned type, int nth)
+{
+	struct pci_dev *d = 0;
+	int found = 0;
+
+	memset(v, 0, sizeof(*v));
+	if (pci_init() < 0)
+		return -1;
+	for (int i = 0; i < pci_count(); i++) {
+		struct pci_dev *c = pci_get(i);
+
+		if (virtio_type_of(c) == (int)type && found++ == nth) {
+			d = c;
+			break;
+		}
+	}
+	if (!d) {
+		printf("# no virtio device of type %u number %d on PCI (%d of that type; ECAM 0x%lx "
+		       "from %s, %d functions)\n",
+		       type, nth, found, pci_ecam_base(), pci_ecam_source(), pci_count());
+		return -1;
+	}
+	return virtio_pci_attach(v, d, type, false);
 }
 
 uint8_t virtio_status(struct virtio_dev *v)

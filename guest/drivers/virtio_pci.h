@@ -79,8 +79,14 @@ struct virtio_dev {
 	char name[48]; /* "virtio-blk 00:03.0" */
 };
 
-/* Find, enable and map the nth device of `type`. Returns 0, or -1 (diagnostic printed). */
+/* Find, enable and map the nth (0-based, PCI bus/slot order) device of `type`. Returns 0, or
+ * -1 (diagnostic printed). */
 int virtio_pci_find(struct virtio_dev *v, unsigned type, int nth);
+/* Enable and map the given function as a device of `type` (quiet: no diagnostic line on
+ * success). 0 or -1. */
+int virtio_pci_attach(struct virtio_dev *v, struct pci_dev *d, unsigned type, bool quiet);
+/* The virtio device type of a PCI function (VIRTIO_ID_*), or -1 if it is no virtio device. */
+int virtio_pci_type(const struct pci_dev *d);
 /* Reset, ACKNOWLEDGE, DRIVER, negotiate: accept the offered features among `wanted`
  * (VERSION_1 is always wanted and must be offered; EVENT_IDX and INDIRECT_DESC are added
  * unless turned off on the command line), FEATURES_OK and check it stuck. 0 or -1. */

@@ -1,6 +1,7 @@
 /* virtio-pmem driver. See virtio_pmem.h. */
 #include "drivers/virtio_pmem.h"
 
+#include "drivers/virtio_devs.h"
 #include "lib/rt.h"
 
 int vpmem_open(struct vpmem *p, int nth)
@@ -8,6 +9,7 @@ int vpmem_open(struct vpmem *p, int nth)
 	char f[64];
 
 	memset(p, 0, sizeof(*p));
+	vdev_scan(); /* the device list, printed once */
 	/* no device features wanted: VIRTIO_PMEM_F_SHMEM_REGION (0) would move the window into a
 	 * shared memory region; without it start/size are absolute (5.19.5) */
 	if (virtio_pci_find(&p->dev, VIRTIO_ID_PMEM, nth) < 0 || virtio_init(&p->dev, 0) < 0)

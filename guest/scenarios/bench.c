@@ -38,6 +38,7 @@
  *   4096 dirty pages (first: before the big writes of this boot); pmem first touch; the six blk
  *   rows (4 KiB randread/randwrite at qd 1 and 16, 1 MiB seqread/seqwrite at qd 1). */
 #include "drivers/virtio_blk.h"
+#include "drivers/virtio_devs.h"
 #include "drivers/virtio_pmem.h"
 #include "lib/pattern.h"
 #include "lib/rt.h"
@@ -117,7 +118,7 @@ static bool open_blk(void)
 {
 	if (have_blk)
 		return true;
-	have_blk = t_check(vblk_open(&b, arg_u64("dev", 0)) == 0, "bench: virtio-blk found",
+	have_blk = t_check(vblk_open(&b, vdev_blk_arg()) == 0, "bench: virtio-blk found",
 			   "no device or initialisation failed");
 	if (have_blk)
 		t_diag("bench: disk %lu MiB, queue %u, event_idx %u", b.capacity >> 11, b.q.size,
@@ -129,7 +130,7 @@ static bool open_pmem(void)
 {
 	if (have_pmem)
 		return true;
-	have_pmem = t_check(vpmem_open(&p, arg_u64("pmem_dev", 0)) == 0,
+	have_pmem = t_check(vpmem_open(&p, vdev_pmem_arg(0)) == 0,
 			    "bench: virtio-pmem found, window mapped", "no device or mapping failed");
 	return have_pmem;
 }

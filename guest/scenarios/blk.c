@@ -1,6 +1,6 @@
 /* blk: every virtio-blk request type, with data checks (virtio 1.2, 5.2).
  *
- *   scenario=blk [ro=1] [dev=N] [discard_zeroes=0] [subblock=1] [seed=N]
+ *   scenario=blk [ro=1] [blk_dev=N] [discard_zeroes=0] [subblock=1] [seed=N]
  *                [event_idx=0] [indirect=0] [qsize=N] [timeout_ms=2000]
  *
  * Writable disk (default): OUT then IN of a pattern at the first, a middle and the last
@@ -22,6 +22,7 @@
  * Data written is the lib/pattern.h pattern with a per-run seed over the disk byte offset
  * (printed), so stale data from an earlier run cannot pass for fresh. */
 #include "drivers/virtio_blk.h"
+#include "drivers/virtio_devs.h"
 #include "lib/pattern.h"
 #include "lib/rt.h"
 #include "scenarios/scenario.h"
@@ -447,7 +448,7 @@ static void blk(void)
 	bool ro = arg_u64("ro", 0);
 	uint64_t mid;
 
-	if (!t_check(vblk_open(&b, arg_u64("dev", 0)) == 0, "virtio-blk found and initialised",
+	if (!t_check(vblk_open(&b, vdev_blk_arg()) == 0, "virtio-blk found and initialised",
 		     "see above"))
 		return;
 	vblk_describe(&b);

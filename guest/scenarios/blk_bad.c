@@ -2,7 +2,7 @@
  * passes only if that is an accepted answer; after each case a normal OUT + IN must work (the
  * device is not wedged), after a reset and re-initialisation if the device asked for one.
  *
- *   scenario=blk-bad [strict=1] [peer=qemu] [dev=N] [timeout_ms=2000] [event_idx=0]
+ *   scenario=blk-bad [strict=1] [peer=qemu] [blk_dev=N] [timeout_ms=2000] [event_idx=0]
  *                    [indirect=0] [qsize=N]
  *
  * Outcomes: OK / IOERR / UNSUPP (the status byte the device wrote, at the place the request's
@@ -76,6 +76,7 @@
  * submit a request which would cause a read or write beyond capacity", "length of data MUST be
  * a multiple of 512 bytes"). */
 #include "drivers/virtio_blk.h"
+#include "drivers/virtio_devs.h"
 #include "lib/pattern.h"
 #include "lib/rt.h"
 #include "scenarios/scenario.h"
@@ -679,7 +680,7 @@ static void blk_bad(void)
 	bool strict = arg_u64("strict", 0), qemu = !strcmp(arg_str("peer", ""), "qemu");
 	unsigned failed = 0;
 
-	if (!t_check(vblk_open(&b, arg_u64("dev", 0)) == 0, "virtio-blk found and initialised",
+	if (!t_check(vblk_open(&b, vdev_blk_arg()) == 0, "virtio-blk found and initialised",
 		     "see above"))
 		return;
 	vblk_describe(&b);

@@ -7,7 +7,7 @@
  *                      [enospc=1] [cases=a1,b1,...] [b1_iters=200] [b1_len=64K]
  *                      [b1_delay_us=N] [f1_iters=500] [f2_iters=500] [e1_timeout_ms=10000]
  *                      [e1_off=100] [e1_len=50] [timeout_ms=2000] [late_ms=20000]
- *                      [ap_wait_ms=200] [dev=N] [pmem_dev=N]
+ *                      [ap_wait_ms=200] [blk_dev=N] [pmem_dev=N]
  *   scenario=coherency-populate [blk_off=] [base=]      (c1 alone, for a host with populate=on)
  *
  * CONFIGURATION. One backing file F is both the pmem window (window offset o = file offset o)

@@ -5,7 +5,7 @@
  *
  *   scenario=crash [seed=N] [base=OFF] [region=8M] [pmem_pages=96] [blk_pages=96] [pm_max=12]
  *                  [bk_max=6] [idle_us=3000] [gens=0] [resume=0] [blk_off=BYTES]
- *                  [timeout_ms=2000] [dev=N] [pmem_dev=N]
+ *                  [timeout_ms=2000] [blk_dev=N] [pmem_dev=N]
  *
  * CONFIGURATION. One backing file F is both the pmem window (window offset o = file offset o)
  * and the blk disk (disk byte d = file byte d + blk_off, the host's [blk] offset; fsx_io.h).

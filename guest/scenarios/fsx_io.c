@@ -1,6 +1,7 @@
 /* The I/O layer shared by `coherency` and `fsx`. See fsx_io.h. */
 #include "scenarios/fsx_io.h"
 
+#include "drivers/virtio_devs.h"
 #include "lib/pattern.h"
 
 #define STATUS_CHECK_NS 200000000ull /* while waiting, read device_status this often (an exit) */
@@ -13,10 +14,10 @@ bool cio_open(void)
 {
 	uint64_t off = arg_u64("blk_off", 0);
 
-	if (!t_check(vpmem_open(&cio.p, arg_u64("pmem_dev", 0)) == 0,
+	if (!t_check(vpmem_open(&cio.p, vdev_pmem_arg(0)) == 0,
 		     "virtio-pmem found, window mapped", "see above"))
 		return false;
-	if (!t_check(vblk_open(&cio.b, arg_u64("dev", 0)) == 0, "virtio-blk found and initialised",
+	if (!t_check(vblk_open(&cio.b, vdev_blk_arg()) == 0, "virtio-blk found and initialised",
 		     "see above"))
 		return false;
 	vblk_describe(&cio.b);

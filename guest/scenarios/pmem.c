@@ -11,7 +11,7 @@
  * i.e. each 8-byte little-endian word w (at o = 8w) is mix64(w ^ (seed * 0x9E3779B97F4A7C15)).
  * seed is `seed=` (default 0x63766d6d, "cvmm"). lib/pattern.h has the C.
  *
- * scenario=pmem [pages=LIST] [seed=N] [dev=N]
+ * scenario=pmem [pages=LIST] [seed=N] [pmem_dev=N]
  *   Stores and loads across granule boundaries (the VMM's granule may be any power of two from
  *   4 KiB to 2 MiB): single bytes (each loaded first, then stored, then loaded back) at window
  *   offsets 0, 4095, 4096, 65535, 65536, 65537, 2M-1, 2M, 2M+1 and size-1; unaligned 8-byte
@@ -56,6 +56,7 @@
  * Ring 3 then reads MCG_STATUS and the bank MSRs through the rdmsr syscall and clears them
  * (MCG_STATUS.MCIP must be 0 before another machine check, or the CPU shuts down). */
 #include "arch/arch.h"
+#include "drivers/virtio_devs.h"
 #include "drivers/virtio_pmem.h"
 #include "lib/pattern.h"
 #include "lib/rt.h"
@@ -210,7 +211,7 @@ static bool open_pmem(void)
 		return t_check(p.base && !(wsz & 0xfff), "window_start/window_size window mapped",
 			       "size 0x%lx", wsz);
 	}
-	return t_check(vpmem_open(&p, arg_u64("dev", 0)) == 0,
+	return t_check(vpmem_open(&p, vdev_pmem_arg(1)) == 0,
 		       "virtio-pmem found, window mapped", "see above");
 }
 
