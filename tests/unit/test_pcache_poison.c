@@ -346,6 +346,47 @@ static void test_poison_of_unwritable_dirty_page(void **state)
 	env_close(&e);
 }
 
+/* A DMA in flight when the poison comes: the poison waits for it (BREAKING: no new pin; the
+ * drain), and the bytes the device wrote reach the file before the page is dropped. */
+struct poison_arg { struct pcache *pc; uint64_t off; int r; int done; };
+
+static void *poison_thread(void *arg)
+{
+	struct poison_arg *a = arg;
+	a->r = pcache_poison(a->pc, a->off, 4096);
+	__atomic_store_n(&a->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static void test_poison_waits_for_dma(void **state)
+{
+	(void)state;
+	struct env e = { 0 };
+	assert_int_equal(env_open(&e, 2 * MIB, 2 * MIB, 64 * KIB, true), 0);
+	const uint64_t P = 20 * 4096;
+	assert_int_equal(pcache_pin(e.pc, P, 4096, true), 0);
+	struct poison_arg a = { .pc = e.pc, .off = P };
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, poison_thread, &a), 0);
+	usleep(100 * 1000);
+	assert_false(__atomic_load_n(&a.done, __ATOMIC_ACQUIRE)); /* waits for the DMA */
+	assert_false(pcache_page_flags(e.pc, P) & PG_POISON);
+	assert_int_equal(pcache_pin(e.pc, P + 4096, 4096, false), 0); /* beside it: fine */
+	pcache_unpin(e.pc, P + 4096, 4096, false);
+	memset(pcache_mem(e.pc) + P + 100, 0xd1, 200); /* the device writes */
+	memset(e.model + P + 100, 0xd1, 200);
+	pcache_unpin(e.pc, P, 4096, true);
+	pthread_join(t, NULL);
+	assert_int_equal(a.r, 0);
+	assert_true(pcache_page_flags(e.pc, P) & PG_POISON);
+	assert_int_equal(env_file_mismatch(&e), -1); /* the DMA's bytes were written */
+	assert_int_equal(pcache_pin(e.pc, P, 4096, false), -EIO);
+	assert_int_equal(pcache_unpoison(e.pc, P, 4096), 0);
+	assert_int_equal(env_load8(&e, P + 100), 0xd1d1d1d1d1d1d1d1ULL);
+	assert_null(pcache_broken(e.pc));
+	env_close(&e);
+}
+
 /* ---- poison / unpoison racing faults, pins and direct reads ------------------------------ */
 
 #define NSTORERS 2
@@ -357,8 +398,9 @@ struct hammer {
 	uint64_t loads, poisoned_loads, pins, pin_eio, reads, read_eio;  /* atomics */
 };
 
-/* Pages [0, 256) (1 MiB): storer t owns page t*SLOTS + i (slot at offset t*8 in it); pages
- * [256, 512): only read (the file's pattern). Poison hits both halves. */
+/* Storer t owns page t*SLOTS + i (slot at offset t*8 in it), pages [0, 128); pages [128, 256)
+ * are DMA buffers (pinner_reader); pages [256, 512) are only loaded (the file's pattern).
+ * Poison hits them all. */
 static uint64_t store_page(int t, int i) { return (uint64_t)(t * SLOTS + i) * 4096; }
 
 static void *storer(void *arg)
@@ -410,6 +452,8 @@ static void *loader(void *arg)
 	return NULL;
 }
 
+/* DMA into pages [128, 256), which nothing else touches: a device writing the bytes the page
+ * holds (so the expected content stays the model's), held a while, then a direct read. */
 static void *pinner_reader(void *arg)
 {
 	struct hammer *h = arg;
@@ -417,19 +461,27 @@ static void *pinner_reader(void *arg)
 	unsigned seed = 9;
 	uint8_t *b = malloc(8192);
 	while (!__atomic_load_n(&h->stop, __ATOMIC_ACQUIRE)) {
-		uint64_t off = (256 + rand_r(&seed) % 255) * 4096;
-		int r = pcache_pin(e->pc, off, 8192, rand_r(&seed) % 2);
+		uint64_t off = (128 + rand_r(&seed) % 127) * 4096;
+		bool wr = rand_r(&seed) % 2;
+		int r = pcache_pin(e->pc, off, 8192, wr);
 		CHECK(r == 0 || r == -EIO);
 		if (r == 0) {
 			/* pinned pages are never poisoned under the DMA (the poison drains pins) */
 			CHECK(!(pcache_page_flags(e->pc, off) & PG_POISON));
+			if (wr)
+				memcpy(pcache_mem(e->pc) + off, e->model + off, 8192);
+			usleep(300);
+			CHECK(!(pcache_page_flags(e->pc, off) & PG_POISON));
 			CHECK(!(pcache_page_flags(e->pc, off + 4096) & PG_POISON));
+			CHECK(pcache_page_flags(e->pc, off) & PG_UPTODATE);
 			CHECK(memcmp(pcache_mem(e->pc) + off, e->model + off, 8192) == 0);
-			pcache_unpin(e->pc, off, 8192, false);
+			pcache_unpin(e->pc, off, 8192, wr);
 			__atomic_add_fetch(&h->pins, 1, __ATOMIC_RELAXED);
 		} else {
 			__atomic_add_fetch(&h->pin_eio, 1, __ATOMIC_RELAXED);
 		}
+		if (rand_r(&seed) % 4) /* a direct read costs milliseconds of disk: one in four */
+			continue;
 		ssize_t n = pcache_direct_read(e->pc, off, b, 8192);
 		CHECK(n == 8192 || n == -EIO);
 		if (n == 8192)
@@ -471,6 +523,7 @@ static void hammer_granule(uint64_t gran)
 		pthread_join(ts[t], NULL);
 	assert_int_equal(granule_state(&e, 300 * 4096), FAKE_ABSENT);
 	assert_int_equal(pcache_map_check(e.m), 0);
+	assert_null(pcache_broken(e.pc));
 	/* nothing any storer stored was lost through all the poisoning */
 	assert_int_equal(pcache_unpoison(e.pc, 0, e.size), 0);
 	assert_int_equal(pcache_writeback_range(e.pc, 0, e.size), 0);
@@ -499,6 +552,7 @@ int main(void)
 		cmocka_unit_test(test_direct_write_and_punch_over_poison),
 		cmocka_unit_test(test_two_maps_and_list),
 		cmocka_unit_test(test_poison_of_unwritable_dirty_page),
+		cmocka_unit_test(test_poison_waits_for_dma),
 		cmocka_unit_test(test_poison_races_64k),
 		cmocka_unit_test(test_poison_races_2m),
 	};
