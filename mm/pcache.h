@@ -255,6 +255,9 @@ int pcache_external_change(struct pcache *pc, uint64_t off, uint64_t len);
  *  - a DMA pin (pcache_pin) fails -EIO (the blk request completes IOERR);
  *  - writeback is unchanged: a poisoned page is not DIRTY (written at poison time) unless that
  *    write failed, and then later writebacks retry it like any other.
+ * off is a byte offset in the file, which is also the offset in every window onto it.
+ * Waits for the DMAs in flight on the range (like pcache_invalidate_range): must not be
+ * called holding pins or page locks (a blk worker drops its request's pins first).
  * Returns 0, -EINVAL (empty range or beyond the cache), -EIO (a granule could not be
  * unmapped: nothing poisoned). Idempotent. */
 int pcache_poison(struct pcache *pc, uint64_t off, uint64_t len);
@@ -308,7 +311,8 @@ void pcache_stats_line(struct pcache *pc, char *buf, size_t len);
 void pcache_stats_json(struct pcache *pc, FILE *f);
 
 /* Debug: check the invariants over every granule of the map (WRITABLE => every page UPTODATE
- * and RESERVED and not BREAKING; READONLY => every page UPTODATE; DIRTY => UPTODATE).
+ * and RESERVED and not BREAKING; READONLY => every page UPTODATE; present => no page POISON;
+ * DIRTY => UPTODATE).
  * Only meaningful while nothing runs concurrently. Returns 0, or the first bad granule + 1. */
 int pcache_map_check(struct pcache_map *m);
 /* 0 ABSENT, 1 READONLY, 2 WRITABLE */
