@@ -237,8 +237,9 @@ enum pmem_exit pmem_window_mmio(struct pmem_window *w, int vcpu_fd, struct kvm_r
 		/* A load of a poisoned page (mm/memory_failure.c; a store never gets this, it
 		 * clears the poison): the SRAR data-load machine check at the exact address, what
 		 * Linux's memory_failure expects (MCi_ADDR = gpa, MCi_MISC: physical address mode,
-		 * LSB 12, so the guest takes the page: vmm/mce.c). The load itself completes with
-		 * all ones, as a poisoned line reads on hardware that does not raise the MCE. */
+		 * LSB 12, so the guest takes the page: vmm/mce.c). KVM still retires the load on
+		 * the next KVM_RUN, with all ones (as for a read error above), and the machine check
+		 * is delivered before the next instruction. */
 		memset(run->mmio.data, 0xff, sizeof(run->mmio.data));
 		return refuse(w, vcpu_fd, gpa, false, true, "load", msg, msglen);
 	case PCACHE_FAULT_OUTSIDE:
