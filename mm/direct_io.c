@@ -20,6 +20,13 @@ ssize_t pcache_direct_readv(struct pcache *pc, uint64_t off, const struct iovec 
 	if (len > SSIZE_MAX || off + len < off)
 		return -EINVAL;
 	STAT_ADD(pc, direct_reads, 1);
+	/* A media error (pcache_poison) in the range: EIO, what reading bad sectors of a pmem
+	 * namespace through its block device gives. Nothing is read. */
+	uint64_t q0, q1 = clamp_pages(pc, off, len, &q0);
+	if (q0 < q1 && any_poisoned(pc, q0, q1)) {
+		STAT_ADD(pc, poison_eio, 1);
+		return -EIO;
+	}
 	/* Seed 000 (Arcangeli): "msync all the mappings ... before the O_DIRECT read hits the
 	 * disk": harvest the guest's logged stores over the range (write-protecting again) and
 	 * write every DIRTY page, or the read returns what the file held before them. No shootdown
@@ -72,6 +79,21 @@ static int refresh_written(struct pcache *pc, uint64_t p, uint64_t off, uint64_t
 	return r;
 }
 
+/* Pages [p0, p1) locked: is one of them poisoned and only partly inside [off, off+len)? */
+static bool poison_partly_covered(struct pcache *pc, uint64_t p0, uint64_t p1, uint64_t off,
+				  uint64_t len)
+{
+	if (!any_poisoned(pc, p0, p1))
+		return false;
+	for (uint64_t p = p0; p < p1; p++) {
+		uint64_t ps = p * PAGE_SIZE;
+		if ((page_flags(&pc->flags[p]) & PG_POISON) &&
+		    !(ps >= off && ps + PAGE_SIZE <= off + len))
+			return true;
+	}
+	return false;
+}
+
 ssize_t pcache_direct_writev(struct pcache *pc, uint64_t off, const struct iovec *iov,
 			     unsigned n)
 {
@@ -116,8 +138,17 @@ ssize_t pcache_direct_writev(struct pcache *pc, uint64_t off, const struct iovec
 	/* A granule that cannot be unmapped stays mapped: none of its pages may lose UPTODATE or
 	 * RESERVED (the guest goes on using them), so nothing below runs and the request fails
 	 * (issue 12 finding 4; pcache_invalidate_range keeps them the same way). */
-	bool unmapped = pcache_unmap_pages_locked(pc, p0, p1) == 0;
-	r = unmapped ? 0 : -EIO;
+	/* A media error (pcache_poison) on a page the write covers only partly: its other bytes
+	 * would be neither written nor readable: -EIO before anything is written. A page it
+	 * covers wholly is repaired by the write (below). */
+	bool unmapped = false;
+	r = poison_partly_covered(pc, p0, p1, off, len) ? -EIO : 0;
+	if (r)
+		STAT_ADD(pc, poison_eio, 1);
+	else
+		unmapped = pcache_unmap_pages_locked(pc, p0, p1) == 0;
+	if (!r && !unmapped)
+		r = -EIO;
 	if (!r) {
 		for (uint64_t p = p0; p < p1; p++) {
 			uint64_t ps = p * PAGE_SIZE;
@@ -129,11 +160,11 @@ ssize_t pcache_direct_writev(struct pcache *pc, uint64_t off, const struct iovec
 	/* 2. The file write, page locks held: no fault can read the range half-written, so the
 	 *    kernel's second invalidation (for pages faulted in during the I/O) has nothing to
 	 *    do here. */
-	bool wrote = false;
+	int wrote = 0; /* 1: the file write ran, 2: and succeeded */
 	if (!r) {
 		race_delay(pc);
 		r = pcache_file_writev_any(pc, off, iov, n, len);
-		wrote = true;
+		wrote = r == 0 ? 2 : 1;
 	}
 	/* 3. Drop the pages, or keep the ones that cannot go. All legitimate dirt was laundered
 	 *    in step 1 and the granules are unmapped, so a page DIRTY now was dirtied by a DMA
@@ -174,6 +205,9 @@ ssize_t pcache_direct_writev(struct pcache *pc, uint64_t off, const struct iovec
 			continue;
 		}
 		page_clear(w, PG_UPTODATE | PG_RESERVED | PG_DIRTY);
+		/* written wholly: a poisoned page is repaired (pmem_clear_poison on a write) */
+		if (whole && wrote == 2 && page_poison_clear(pc, p))
+			STAT_ADD(pc, poison_cleared, 1);
 	}
 	unlock_pages(pc, p0, p1);
 	pthread_rwlock_unlock(&pc->wb_lock);

@@ -120,6 +120,37 @@ static bool any_breaking(struct pcache *pc, uint64_t p0, uint64_t p1)
 	return false;
 }
 
+/* A fault on granule [gp0, gp1) (all its pages locked) that holds a poisoned page
+ * (mm/memory_failure.c has the reasoning). Returns PCACHE_FAULT_DONE to go on with the access
+ * (the caller completes it without installing the granule while any page stays poisoned), or
+ * the answer for the guest. */
+static enum pcache_fault_result poison_fault(struct pcache_map *m, uint64_t p,
+					     enum pcache_access kind)
+{
+	struct pcache *pc = m->pc;
+	bool bad = page_flags(&pc->flags[p]) & PG_POISON;
+	if (kind == PCACHE_LOAD || kind == PCACHE_FETCH) {
+		/* A load of the bad page: a machine check at its address. A fetch from a clean page
+		 * of the granule cannot be completed without mapping the bad one: the same. */
+		if (bad || kind == PCACHE_FETCH) {
+			STAT_ADD(pc, poison_faults, 1);
+			return PCACHE_FAULT_POISON;
+		}
+		return PCACHE_FAULT_DONE;
+	}
+	if (!bad)
+		return PCACHE_FAULT_DONE;
+	if (!m->writable) {
+		STAT_ADD(pc, stores_discarded, 1);
+		return PCACHE_FAULT_DISCARDED; /* ROM: the store goes nowhere, the poison stays */
+	}
+	/* A store repairs its page: read again from the file (it was dropped when poisoned, or is
+	 * kept DIRTY if its write failed), then the store is applied on it by the caller. */
+	page_poison_clear(pc, p);
+	STAT_ADD(pc, poison_cleared, 1);
+	return PCACHE_FAULT_DONE;
+}
+
 static enum pcache_fault_result fault_one(struct pcache_map *m, uint64_t gpa,
 					  enum pcache_access kind, void *data, unsigned len)
 {
@@ -158,6 +189,14 @@ static enum pcache_fault_result fault_one(struct pcache_map *m, uint64_t gpa,
 	/* Another page of the granule under a break: complete this access on its own page but do
 	 * not install the granule (the breaker has unmapped it and it must stay so). */
 	bool partial = any_breaking(pc, gp0, gp1);
+	/* Media errors (pcache_poison): a granule holding a poisoned page is never installed; its
+	 * clean pages are served here, one exit per access. Exact: every page lock is held. */
+	if (any_poisoned(pc, gp0, gp1)) {
+		res = poison_fault(m, p, kind);
+		if (res != PCACHE_FAULT_DONE)
+			goto out;
+		partial = partial || any_poisoned(pc, gp0, gp1);
+	}
 	uint64_t lo = partial ? p : gp0, hi = partial ? p + 1 : gp1;
 
 	if (pcache_read_missing(pc, lo, hi)) {
@@ -235,6 +274,10 @@ int pcache_populate(struct pcache_map *m, char *err, size_t errlen)
 	for (uint32_t g = 0; g < m->ngranules; g++) {
 		uint64_t gp0 = (uint64_t)g << m->gpshift, gp1 = gp0 + m->gpages;
 		lock_pages(pc, gp0, gp1);
+		if (any_poisoned(pc, gp0, gp1)) { /* never installed while poisoned (pcache_poison) */
+			unlock_pages(pc, gp0, gp1);
+			continue;
+		}
 		int r = pcache_read_missing(pc, gp0, gp1);
 		if (r) {
 			unlock_pages(pc, gp0, gp1);

@@ -23,6 +23,13 @@ static int prepare_pin_page(struct pcache *pc, uint64_t p, bool write)
 		page_unlock(&pc->flags[p]);
 		return 1;
 	}
+	/* A media error (pcache_poison): the device would read bad media, or write into a page
+	 * the guest cannot read back; the request fails (blk: IOERR). */
+	if (page_flags(&pc->flags[p]) & PG_POISON) {
+		page_unlock(&pc->flags[p]);
+		STAT_ADD(pc, poison_eio, 1);
+		return -EIO;
+	}
 	int r = pcache_read_missing(pc, p, p + 1);
 	if (r)
 		STAT_ADD(pc, read_errors, 1);

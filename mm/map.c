@@ -82,7 +82,7 @@ bool map_granule_ok(struct pcache_map *m, uint32_t g, bool quiescent)
 		uint32_t f = page_flags(&pc->flags[p]);
 		if ((f & PG_DIRTY) && !(f & PG_UPTODATE))
 			return false;
-		if (st != GS_ABSENT && !(f & PG_UPTODATE))
+		if (st != GS_ABSENT && (!(f & PG_UPTODATE) || (f & PG_POISON)))
 			return false;
 		if (st == GS_WRITABLE && (!(f & PG_RESERVED) || !m->writable ||
 					  (quiescent && pin_breaking(&pc->pins[p]))))

@@ -8,7 +8,8 @@
  * when a sleeper announced itself with PG_WAITERS.
  *
  * Flags word: UPTODATE (the cache page holds the file's data), DIRTY (the cache page is newer
- * than the file), RESERVED (backing blocks allocated: mkwrite ran, seed 002), LOCKED, WAITERS.
+ * than the file), RESERVED (backing blocks allocated: mkwrite ran, seed 002), LOCKED, WAITERS,
+ * POISON (an injected media error).
  * DIRTY may be set without the lock (an atomic OR: KVM dirty-log harvest, DMA completion);
  * every other transition is made by the lock holder.
  *
@@ -37,6 +38,10 @@
 #define PG_RESERVED (1u << 2)
 #define PG_LOCKED   (1u << 3)
 #define PG_WAITERS  (1u << 4)
+/* A media error injected on the page (mm/memory_failure.c, pcache_poison): never mapped into a
+ * window, loads and fetches get PCACHE_FAULT_POISON, direct reads and pins -EIO. Set and
+ * cleared by the lock holder. */
+#define PG_POISON   (1u << 5)
 
 #define PIN_BREAKING  (1u << 31)
 #define PIN_COUNT     ((1u << 30) - 1)

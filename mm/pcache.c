@@ -380,6 +380,11 @@ void pcache_stats_line(struct pcache *pc, char *buf, size_t len)
 		 (unsigned long long)s.pages_written,
 		 (unsigned long long)s.flushes, (double)s.flush_ns / 1e6,
 		 (unsigned long long)s.mkwrite_enospc);
+	size_t n = strlen(buf);
+	if ((s.poison_pages || s.poison_faults) && n < len)
+		snprintf(buf + n, len - n, ", poisoned %llu pages (%llu machine checks, %llu EIO)",
+			 (unsigned long long)s.poison_pages, (unsigned long long)s.poison_faults,
+			 (unsigned long long)s.poison_eio);
 }
 
 void pcache_stats_json(struct pcache *pc, FILE *f)
@@ -399,7 +404,9 @@ void pcache_stats_json(struct pcache *pc, FILE *f)
 		   "\"direct_read_bytes\": %llu, \"direct_write_bytes\": %llu, "
 		   "\"direct_write_fallback_pages\": %llu, \"pages_pinned\": %llu, "
 		   "\"pin_waits_breaking\": %llu, \"truncates\": %llu, "
-		   "\"wb_pages_examined\": %llu, \"stores_unbacked\": %llu}",
+		   "\"wb_pages_examined\": %llu, \"stores_unbacked\": %llu, "
+		   "\"poison\": {\"pages\": %llu, \"faults\": %llu, \"eio\": %llu, "
+		   "\"cleared\": %llu, \"ranges\": ",
 		U(s.fault_load_absent), U(s.fault_store_absent), U(s.fault_store_readonly),
 		U(s.fault_fetch), U(s.fault_wait_breaking), U(s.pages_read), U(s.pages_zeroed),
 		U(s.pages_written), U(s.wb_writes),
@@ -409,6 +416,9 @@ void pcache_stats_json(struct pcache *pc, FILE *f)
 		U(s.pins), U(s.breaks), U(s.direct_reads), U(s.direct_writes),
 		U(s.direct_read_bytes), U(s.direct_write_bytes), U(s.direct_write_fallback),
 		U(s.pages_pinned), U(s.pin_waits_breaking), U(s.truncates), U(s.wb_pages_examined),
-		U(s.stores_unbacked));
+		U(s.stores_unbacked), U(s.poison_pages), U(s.poison_faults), U(s.poison_eio),
+		U(s.poison_cleared));
 #undef U
+	pcache_poison_json(pc, f);
+	fputs("}}", f);
 }

@@ -109,6 +109,10 @@ enum pcache_fault_result {
 				   (mkwrite ENOSPC/EDQUOT: store refused; read I/O error) */
 	PCACHE_FAULT_DISCARDED, /* store to a read-only window: dropped (ROM semantics) */
 	PCACHE_FAULT_OUTSIDE,   /* gpa not in this window */
+	PCACHE_FAULT_POISON,    /* not completed: a load or fetch of a poisoned page (media error,
+				   pcache_poison): an SRAR machine check at exactly gpa. Also a
+				   fetch from a clean page of a granule holding a poisoned page
+				   (see pcache_poison) */
 };
 
 /* The filemap_fault + page_mkwrite analogue, for an exit on an access of len (1..8) bytes at
@@ -224,6 +228,50 @@ uint64_t pcache_file_size(struct pcache *pc);
  * after lands in a freshly read page. */
 int pcache_external_change(struct pcache *pc, uint64_t off, uint64_t len);
 
+/* ---- media errors (poison) --------------------------------------------------------------- */
+
+/* A media error on [off, off+len) of the window, as a real persistent-memory device reports a
+ * bad range (issue 15 item 2; mm/memory_failure.c has the reasoning). 4 KiB page granular:
+ * the range is rounded outward, and clamped to the cache. What the pages do while poisoned:
+ *  - never mapped into any window. Poisoning breaks the range like an invalidation (BREAKING,
+ *    every granule holding a poisoned page unmapped in every map, the guest's logged stores
+ *    harvested, in-flight DMA pins drained), writes the dirty pages back (nothing the guest
+ *    stored is lost: it is in the file) and drops them from the cache;
+ *  - a guest load or fetch: PCACHE_FAULT_POISON (the glue injects an SRAR machine check at the
+ *    exact address); counted in poison_faults;
+ *  - a guest store to a writable window CLEARS the poison of its page: the page is read again
+ *    from the file and the store applied (ndctl clear-error, or a full-line write, on real
+ *    pmem); counted in poison_cleared. A store to a read-only window is discarded as usual;
+ *  - the OTHER pages of a granule holding a poisoned page are served without a mapping, one
+ *    exit per access (loads and stores are completed by the fault path on the cache page, as
+ *    while a break is in progress). A fetch cannot be completed that way (KVM cannot run code
+ *    from an unmapped page), so it also gets PCACHE_FAULT_POISON at its own address: with
+ *    granules larger than 4 KiB, code in the neighbours of a bad page is lost with it (use a
+ *    4 KiB granule to poison without collateral);
+ *  - a direct read (virtio-blk IN, host read) overlapping it fails -EIO, as a read of bad pmem
+ *    sectors through the block device; a direct write covering it wholly clears its poison
+ *    (pmem_clear_poison on a write), one covering it partly fails -EIO with nothing written;
+ *    DISCARD / WRITE_ZEROES / truncate of a whole page clear it (its content is defined again);
+ *  - a DMA pin (pcache_pin) fails -EIO (the blk request completes IOERR);
+ *  - writeback is unchanged: a poisoned page is not DIRTY (written at poison time) unless that
+ *    write failed, and then later writebacks retry it like any other.
+ * off is a byte offset in the file, which is also the offset in every window onto it.
+ * Waits for the DMAs in flight on the range (like pcache_invalidate_range): must not be
+ * called holding pins or page locks (a blk worker drops its request's pins first).
+ * Returns 0, -EINVAL (empty range or beyond the cache), -EIO (a granule could not be
+ * unmapped: nothing poisoned). Idempotent. */
+int pcache_poison(struct pcache *pc, uint64_t off, uint64_t len);
+/* Clear the poison of [off, off+len) (rounded outward): the next access reads the file's
+ * content (or the cache's, if the page was DIRTY when poisoned and its write failed).
+ * Returns 0 or -EINVAL. */
+int pcache_unpoison(struct pcache *pc, uint64_t off, uint64_t len);
+/* The poisoned ranges, ascending and merged (adjacent pages form one range): up to `max` into
+ * out[]; returns how many there are in all (may exceed max). */
+struct pcache_extent { uint64_t off, len; };
+size_t pcache_poison_list(struct pcache *pc, struct pcache_extent *out, size_t max);
+/* The same as a JSON array, [{"off": 8192, "len": 4096}, ...] (no newline). */
+void pcache_poison_json(struct pcache *pc, FILE *f);
+
 /* Race widening for tests (DESIGN: "Delay knob"): CVMM_RACE_DELAY_US=N in the environment
  * when the cache is opened makes the direct-I/O paths sleep N microseconds between their
  * writeback/invalidation and the file I/O, writeback sleep between taking a run of dirty pages
@@ -251,6 +299,10 @@ struct pcache_stats {
 	uint64_t pages_pinned;          /* pages pinned (a range of 3 pages counts 3) */
 	uint64_t truncates;
 	uint64_t stores_unbacked;       /* kernel-mode stores accepted without backing blocks */
+	uint64_t poison_pages;          /* pages poisoned now (a gauge, pcache_poison) */
+	uint64_t poison_faults;         /* loads/fetches answered PCACHE_FAULT_POISON (MCEs asked) */
+	uint64_t poison_eio;            /* direct reads/writes and pins failed -EIO on poison */
+	uint64_t poison_cleared;        /* pages whose poison a store, write or punch cleared */
 };
 void pcache_stats_get(struct pcache *pc, struct pcache_stats *out);
 /* One line, no newline: "faults 3 (load 1, store 1, store-ro 1, fetch 0), read 1024 pages, ..." */
@@ -259,7 +311,8 @@ void pcache_stats_line(struct pcache *pc, char *buf, size_t len);
 void pcache_stats_json(struct pcache *pc, FILE *f);
 
 /* Debug: check the invariants over every granule of the map (WRITABLE => every page UPTODATE
- * and RESERVED and not BREAKING; READONLY => every page UPTODATE; DIRTY => UPTODATE).
+ * and RESERVED and not BREAKING; READONLY => every page UPTODATE; present => no page POISON;
+ * DIRTY => UPTODATE).
  * Only meaningful while nothing runs concurrently. Returns 0, or the first bad granule + 1. */
 int pcache_map_check(struct pcache_map *m);
 /* 0 ABSENT, 1 READONLY, 2 WRITABLE */

@@ -182,6 +182,36 @@ static inline void set_range(struct pcache *pc, uint64_t p0, uint64_t p1, uint32
 		page_set(&pc->flags[p], bits);
 }
 
+/* Page p locked: set / clear its poison, keeping the poison_pages gauge. True if it changed. */
+static inline bool page_poison_set(struct pcache *pc, uint64_t p)
+{
+	if (__atomic_fetch_or(&pc->flags[p], PG_POISON, __ATOMIC_ACQ_REL) & PG_POISON)
+		return false;
+	STAT_ADD(pc, poison_pages, 1);
+	return true;
+}
+
+static inline bool page_poison_clear(struct pcache *pc, uint64_t p)
+{
+	if (!(__atomic_fetch_and(&pc->flags[p], ~PG_POISON, __ATOMIC_ACQ_REL) & PG_POISON))
+		return false;
+	STAT_ADD(pc, poison_pages, -1);
+	return true;
+}
+
+/* Is any page of [p0, p1) poisoned? One load when nothing is (the common case). Exact for
+ * pages the caller holds locked (the bit and the gauge change in the poisoner's lock
+ * section); a lock-free caller may miss a poison that is being set (it then ran before it). */
+static inline bool any_poisoned(struct pcache *pc, uint64_t p0, uint64_t p1)
+{
+	if (!__atomic_load_n(&pc->st.poison_pages, __ATOMIC_ACQUIRE))
+		return false;
+	for (uint64_t p = p0; p < p1; p++)
+		if (page_flags(&pc->flags[p]) & PG_POISON)
+			return true;
+	return false;
+}
+
 static inline uint64_t clamp_pages(struct pcache *pc, uint64_t off, uint64_t len, uint64_t *p0)
 {
 	if (off >= pc->size || len == 0) {
@@ -245,6 +275,11 @@ int pcache_harvest_maps(struct pcache *pc, uint64_t p0, uint64_t p1);
 
 int pcache_read_missing(struct pcache *pc, uint64_t p0, uint64_t p1);
 int pcache_mkwrite(struct pcache *pc, uint64_t p0, uint64_t p1);
+
+/* ---- truncate.c ------------------------------------------------------------------------- */
+
+int pcache_break_begin(struct pcache *pc, uint64_t p0, uint64_t p1);
+void pcache_break_end(struct pcache *pc, uint64_t p0, uint64_t p1);
 
 /* ---- writeback.c ------------------------------------------------------------------------- */
 

@@ -23,8 +23,8 @@
  *    BREAKING drops all its pins before waiting (pcache_pin_ranges), so this drain cannot
  *    wait on a pin whose holder waits on us; blk drops a request's pins before it DISCARDs.
  * Returns the unmap's result: nonzero = a granule may still be mapped (keep every page). The
- * caller ends with break_end either way. */
-static int break_begin(struct pcache *pc, uint64_t p0, uint64_t p1)
+ * caller ends with pcache_break_end either way. */
+int pcache_break_begin(struct pcache *pc, uint64_t p0, uint64_t p1)
 {
 	for (uint64_t p = p0; p < p1; p++)
 		pin_set_breaking(&pc->pins[p]);
@@ -38,7 +38,7 @@ static int break_begin(struct pcache *pc, uint64_t p0, uint64_t p1)
 }
 
 /* Clear BREAKING and wake the faults and pinners that wait on it. */
-static void break_end(struct pcache *pc, uint64_t p0, uint64_t p1)
+void pcache_break_end(struct pcache *pc, uint64_t p0, uint64_t p1)
 {
 	for (uint64_t p = p0; p < p1; p++)
 		pin_clear_breaking(&pc->pins[p]);
@@ -78,7 +78,7 @@ int pcache_invalidate_range(struct pcache *pc, uint64_t off, uint64_t len)
 	 * from the file instead could revert a DMA's bytes written before the refresh.
 	 * wb_lock (shared, before the page locks): a FLUSH meanwhile waits for our launder. */
 	pthread_mutex_lock(&pc->break_lock);
-	int r = break_begin(pc, p0, p1) ? -EIO : 0;
+	int r = pcache_break_begin(pc, p0, p1) ? -EIO : 0;
 	pthread_rwlock_rdlock(&pc->wb_lock);
 	lock_pages(pc, p0, p1);
 	if (r)
@@ -89,7 +89,7 @@ int pcache_invalidate_range(struct pcache *pc, uint64_t off, uint64_t len)
 		r = drop_locked(pc, p0, p1);
 	unlock_pages(pc, p0, p1);
 	pthread_rwlock_unlock(&pc->wb_lock);
-	break_end(pc, p0, p1);
+	pcache_break_end(pc, p0, p1);
 	pthread_mutex_unlock(&pc->break_lock);
 	return r;
 }
@@ -136,9 +136,9 @@ static int break_range(struct pcache *pc, uint64_t off, uint64_t len, enum break
 	pthread_mutex_lock(&pc->break_lock);
 	if (p0 < p1) {
 		/* 1-3: BREAKING, unmap, drain (break_begin). */
-		int ru = break_begin(pc, p0, p1);
+		int ru = pcache_break_begin(pc, p0, p1);
 		if (ru) {
-			break_end(pc, p0, p1);
+			pcache_break_end(pc, p0, p1);
 			pthread_mutex_unlock(&pc->break_lock);
 			return -EIO;
 		}
@@ -155,6 +155,9 @@ static int break_range(struct pcache *pc, uint64_t off, uint64_t len, enum break
 			uint32_t *w = &pc->flags[p];
 			if (ps >= off && pe <= end) {
 				page_clear(w, PG_DIRTY | PG_UPTODATE | PG_RESERVED);
+				/* the page reads as zeros now: defined again (pcache_poison) */
+				if (page_poison_clear(pc, p))
+					STAT_ADD(pc, poison_cleared, 1);
 				if (full0 == UINT64_MAX)
 					full0 = p;
 				full1 = p + 1;
@@ -175,7 +178,7 @@ static int break_range(struct pcache *pc, uint64_t off, uint64_t len, enum break
 				  (off_t)(full0 * PAGE_SIZE), (off_t)((full1 - full0) * PAGE_SIZE));
 		unlock_pages(pc, p0, p1);
 		pthread_rwlock_unlock(&pc->wb_lock);
-		break_end(pc, p0, p1);
+		pcache_break_end(pc, p0, p1);
 	}
 	if (!r && op == BREAK_TRUNCATE && !file_done) {
 		r = break_file(pc, off, 0, op);

@@ -197,12 +197,13 @@ static int vcpu_cpl(int vcpu_fd)
 }
 
 static enum pmem_exit refuse(struct pmem_window *w, int vcpu_fd, uint64_t gpa, bool fetch,
-			     const char *what, char *msg, size_t msglen)
+			     bool poison, const char *what, char *msg, size_t msglen)
 {
 	struct pcache_stats s;
 	pcache_stats_get(w->pc, &s);
-	const char *why = s.mkwrite_enospc ? "no space to reserve backing blocks, or a read error"
-					   : "a read error on the backing file";
+	const char *why = poison ? "a media error injected there (pcache_poison)"
+			  : s.mkwrite_enospc ? "no space to reserve backing blocks, or a read error"
+					     : "a read error on the backing file";
 	enum mce_inject_result r = w->mce ? mce_inject(vcpu_fd, gpa, fetch) : MCE_FAILED;
 	if (r == MCE_INJECTED)
 		return PMEM_EXIT_HANDLED;
@@ -247,7 +248,16 @@ enum pmem_exit pmem_window_mmio(struct pmem_window *w, int vcpu_fd, struct kvm_r
 			return PMEM_EXIT_HANDLED;
 		if (!store)
 			memset(run->mmio.data, 0xff, sizeof(run->mmio.data));
-		return refuse(w, vcpu_fd, gpa, false, store ? "store" : "load", msg, msglen);
+		return refuse(w, vcpu_fd, gpa, false, false, store ? "store" : "load", msg, msglen);
+	case PCACHE_FAULT_POISON:
+		/* A load of a poisoned page (mm/memory_failure.c; a store never gets this, it
+		 * clears the poison): the SRAR data-load machine check at the exact address, what
+		 * Linux's memory_failure expects (MCi_ADDR = gpa, MCi_MISC: physical address mode,
+		 * LSB 12, so the guest takes the page: vmm/mce.c). KVM still retires the load on
+		 * the next KVM_RUN, with all ones (as for a read error above), and the machine check
+		 * is delivered before the next instruction. */
+		memset(run->mmio.data, 0xff, sizeof(run->mmio.data));
+		return refuse(w, vcpu_fd, gpa, false, true, "load", msg, msglen);
 	case PCACHE_FAULT_OUTSIDE:
 	default:
 		snprintf(msg, msglen, "pmem: bad access at 0x%llx, %u bytes",
@@ -303,8 +313,11 @@ enum pmem_exit pmem_window_internal(struct pmem_window *w, int index, int vcpu_f
 		if (!in[i])
 			continue;
 		enum pcache_fault_result r = pcache_fault(w->map, gpa[i], PCACHE_FETCH, NULL, 0);
-		if (r == PCACHE_FAULT_MCE)
-			return refuse(w, vcpu_fd, gpa[i], true, "instruction fetch", msg, msglen);
+		/* POISON: a fetch from a poisoned granule (mm/pcache.h pcache_poison): the SRAR
+		 * instruction-fetch machine check at the fetched address. */
+		if (r == PCACHE_FAULT_MCE || r == PCACHE_FAULT_POISON)
+			return refuse(w, vcpu_fd, gpa[i], true, r == PCACHE_FAULT_POISON,
+				      "instruction fetch", msg, msglen);
 		if (r != PCACHE_FAULT_DONE) {
 			snprintf(msg, msglen, "pmem: fetch fault at 0x%llx failed",
 				 (unsigned long long)gpa[i]);

@@ -779,6 +779,44 @@ static double bench_us(struct bx *x, bool dirty, bool write, bool mapped, int it
 	return total / iters;
 }
 
+/* A media error (pcache_poison) seen through virtio-blk, as through a pmem namespace's block
+ * device: a read over the bad page fails IOERR, so does a request whose buffer lies on it (its
+ * pin fails), a write covering it partly fails IOERR leaving the file as it was, one covering
+ * it wholly repairs it; the window then reads the written bytes. */
+static void test_media_error(void **state)
+{
+	struct bx *x = *state;
+	const uint64_t F = 3 * MIB + 8192;      /* file offset of the bad page */
+	const uint64_t B = 5 * MIB;             /* a window page used as a DMA buffer */
+	assert_int_equal(pcache_poison(x->e.pc, F, 4096), 0);
+	assert_int_equal(blk_io(x, VIRTIO_BLK_T_IN, D(x, F), DATA_GPA, 4096), VIRTIO_BLK_S_IOERR);
+	assert_int_equal(blk_io(x, VIRTIO_BLK_T_IN, D(x, F) - 512, DATA_GPA, 1024),
+			 VIRTIO_BLK_S_IOERR);
+	assert_int_equal(blk_io(x, VIRTIO_BLK_T_IN, D(x, F) + 4096, DATA_GPA, 4096), VIRTIO_BLK_S_OK);
+	assert_memory_equal(x->ram + DATA_GPA, x->e.model + F + 4096, 4096);
+	/* the buffer on the bad page: in both directions the pin fails */
+	assert_int_equal(blk_io(x, VIRTIO_BLK_T_IN, D(x, B), W(F), 4096), VIRTIO_BLK_S_IOERR);
+	assert_int_equal(blk_io(x, VIRTIO_BLK_T_OUT, D(x, B), W(F), 4096), VIRTIO_BLK_S_IOERR);
+	/* a partial write over it: IOERR, nothing written */
+	memset(x->ram + DATA_GPA, 0x5a, 8192);
+	assert_int_equal(blk_io(x, VIRTIO_BLK_T_OUT, D(x, F) + 512, DATA_GPA, 1024),
+			 VIRTIO_BLK_S_IOERR);
+	assert_int_equal(env_file_mismatch(&x->e), -1);
+	uint64_t v;
+	assert_int_equal(env_access(&x->e, F, false, &v, 8), PCACHE_FAULT_POISON);
+	/* a whole-page write repairs it */
+	assert_int_equal(blk_io(x, VIRTIO_BLK_T_OUT, D(x, F), DATA_GPA, 4096), VIRTIO_BLK_S_OK);
+	memset(x->e.model + F, 0x5a, 4096);
+	assert_int_equal(env_load8(&x->e, F + 8), 0x5a5a5a5a5a5a5a5aULL);
+	assert_int_equal(blk_io(x, VIRTIO_BLK_T_IN, D(x, F), DATA_GPA, 4096), VIRTIO_BLK_S_OK);
+	assert_memory_equal(x->ram + DATA_GPA, x->e.model + F, 4096);
+	struct pcache_stats st = env_stats(&x->e);
+	assert_int_equal(st.poison_pages, 0);
+	assert_int_equal(st.poison_eio, 5);
+	assert_int_equal(st.poison_cleared, 1);
+	assert_int_equal(env_file_mismatch(&x->e), -1);
+}
+
 static void test_bench(void **state)
 {
 	struct bx *x = *state;
@@ -877,6 +915,7 @@ int main(void)
 		T4(test_walker_window_buffers),
 		T4(test_truncate_both_views),
 		T4(test_flush_error_reported_to_blk),
+		T4(test_media_error),
 		cmocka_unit_test_setup_teardown(test_bench, setup_4k, teardown),
 		cmocka_unit_test_setup_teardown(test_bench, setup_2m, teardown),
 	};

@@ -9,7 +9,7 @@
 
 TSAN_FLAGS := -O1 -g -fsanitize=thread -fno-omit-frame-pointer -Wno-tsan
 TSAN_SRCS  := tests/unit/test_pcache_pin.c tests/unit/test_blk_pcache_threads.c \
-	      tests/unit/test_pcache_races.c \
+	      tests/unit/test_pcache_races.c tests/unit/test_pcache_poison.c \
 	      tests/unit/test_vq_exec.c tests/unit/test_blk_log.c tests/unit/test_fault.c
 TSAN_BINS  := $(TSAN_SRCS:tests/unit/%.c=$(B)/tsan/%)
 $(B)/tsan/test_blk_log: $(B)/cvmm-replay
