@@ -12,11 +12,13 @@ static const char *const op_names[FAULT_OP_COUNT] = {
 	[FAULT_OP_ANY] = "any",         [FAULT_OP_READ] = "read",
 	[FAULT_OP_WRITE] = "write",     [FAULT_OP_FLUSH] = "flush",
 	[FAULT_OP_DISCARD] = "discard", [FAULT_OP_WRITE_ZEROES] = "write-zeroes",
+	[FAULT_OP_LOAD] = "load",
 };
 
 static const char *const effect_names[FAULT_EFFECT_COUNT] = {
 	[FAULT_NONE] = "none",     [FAULT_IOERR] = "ioerr", [FAULT_UNSUPP] = "unsupp",
 	[FAULT_DELAY] = "delay",   [FAULT_TORN] = "torn",   [FAULT_ENOSPC] = "enospc",
+	[FAULT_MEDIA_ERROR] = "media-error",
 };
 
 const char *fault_op_name(enum fault_op op)
@@ -36,6 +38,7 @@ void fault_set_init(struct fault_set *s, const char *who, unsigned ops_mask,
 {
 	memset(s, 0, sizeof(*s));
 	pthread_mutex_init(&s->lock, NULL);
+	pthread_mutex_init(&s->state_lock, NULL);
 	s->next_id = 1;
 	s->ops_mask = ops_mask | (1u << FAULT_OP_ANY);
 	s->effects_mask = effects_mask;
@@ -48,7 +51,18 @@ void fault_set_init(struct fault_set *s, const char *who, unsigned ops_mask,
 void fault_set_destroy(struct fault_set *s)
 {
 	pthread_mutex_destroy(&s->lock);
+	pthread_mutex_destroy(&s->state_lock);
 	ratelimit_destroy(&s->rl);
+}
+
+void fault_set_state_hook(struct fault_set *s, int (*hook)(void *ctx, const struct fault_rule *r,
+							   bool on), void *ctx)
+{
+	pthread_mutex_lock(&s->state_lock);
+	s->state_hook = hook;
+	s->state_ctx = ctx;
+	pthread_mutex_unlock(&s->state_lock);
+	fault_set_allow(s, FAULT_MEDIA_ERROR, hook != NULL);
 }
 
 void fault_set_allow(struct fault_set *s, enum fault_effect e, bool allow)
@@ -273,6 +287,8 @@ static int parse_effect(const char *v, struct fault_rule *r, char *err, size_t e
 		r->effect = FAULT_UNSUPP;
 	} else if (!strcmp(v, "enospc")) {
 		r->effect = FAULT_ENOSPC;
+	} else if (!strcmp(v, "media-error")) {
+		r->effect = FAULT_MEDIA_ERROR;
 	} else if (!strncmp(v, "delay:", 6)) {
 		r->effect = FAULT_DELAY;
 		if (!parse_delay(v + 6, &r->arg))
@@ -285,7 +301,7 @@ static int parse_effect(const char *v, struct fault_rule *r, char *err, size_t e
 				    "bytes (K = 0 is effect=ioerr)", v);
 	} else {
 		return fail(err, errlen, "unknown effect '%s' (ioerr, unsupp, delay:D, torn:K, "
-			    "enospc)", v);
+			    "enospc, media-error)", v);
 	}
 	return 0;
 }
@@ -298,8 +314,8 @@ static int parse_op(const char *v, struct fault_rule *r, char *err, size_t errle
 			return 0;
 		}
 	}
-	return fail(err, errlen, "unknown op '%s' (read, write, flush, discard, write-zeroes, any)",
-		    v);
+	return fail(err, errlen, "unknown op '%s' (read, write, flush, discard, write-zeroes, load, "
+		    "any)", v);
 }
 
 enum { K_OP, K_RANGE, K_WHEN, K_SEED, K_EFFECT, K_COUNT };
@@ -351,6 +367,16 @@ static int check_rule(const struct fault_rule *r, const bool *seen, char *err, s
 	if (r->effect == FAULT_TORN && r->op != FAULT_OP_WRITE)
 		return fail(err, errlen, "effect=torn with op=%s: only a write can be torn",
 			    op_names[r->op]);
+	/* A media error is what the media is, for as long as the rule exists: no timing. */
+	if ((r->effect == FAULT_MEDIA_ERROR) != (r->op == FAULT_OP_LOAD))
+		return fail(err, errlen, r->op == FAULT_OP_LOAD
+			    ? "op=load takes only effect=media-error"
+			    : "effect=media-error goes with op=load (the range is bad for loads)");
+	if (r->effect == FAULT_MEDIA_ERROR && !r->has_range)
+		return fail(err, errlen, "effect=media-error needs a range= (the bad media)");
+	if (r->effect == FAULT_MEDIA_ERROR && seen[K_WHEN])
+		return fail(err, errlen, "effect=media-error takes no when=: the range stays bad "
+			    "until the rule is removed");
 	return 0;
 }
 
@@ -420,31 +446,84 @@ static void names_of(unsigned mask, const char *const *names, unsigned count, un
 			o += (size_t)snprintf(buf + o, len - o, "%s%s", o ? ", " : "", names[i]);
 }
 
-int fault_add(struct fault_set *s, const struct fault_rule *r, char *err, size_t errlen)
+/* Can the set take r? 0, or -1 with the message. Under s->lock. */
+static int add_check(struct fault_set *s, const struct fault_rule *r, char *err, size_t errlen)
 {
 	char have[128];
-	pthread_mutex_lock(&s->lock);
-	int id = -1;
 	if (!(s->ops_mask & (1u << r->op))) {
 		names_of(s->ops_mask, op_names, FAULT_OP_COUNT, FAULT_OP_ANY, have, sizeof(have));
-		fail(err, errlen, "op=%s: %s has no such request (it has: %s)", op_names[r->op],
-		     s->who, have);
-	} else if (!(s->effects_mask & (1u << r->effect))) {
+		return fail(err, errlen, "op=%s: %s has no such request (it has: %s)",
+			    op_names[r->op], s->who, have);
+	}
+	if (!(s->effects_mask & (1u << r->effect))) {
 		names_of(s->effects_mask, effect_names, FAULT_EFFECT_COUNT, FAULT_NONE, have,
 			 sizeof(have));
-		fail(err, errlen, "effect=%s: %s cannot do it (it can: %s)", effect_names[r->effect],
-		     s->who, have);
-	} else if (s->nrules == FAULT_MAX_RULES) {
-		fail(err, errlen, "%s has %u rules already, the most it takes", s->who,
-		     FAULT_MAX_RULES);
-	} else {
-		struct fault_slot *sl = &s->slot[s->nrules];
-		*sl = (struct fault_slot){ .id = s->next_id++, .rule = *r, .prng = r->seed };
-		id = (int)sl->id;
-		__atomic_store_n(&s->nrules, s->nrules + 1, __ATOMIC_RELEASE);
+		return fail(err, errlen, "effect=%s: %s cannot do it (it can: %s)",
+			    effect_names[r->effect], s->who, have);
 	}
+	if (s->nrules == FAULT_MAX_RULES)
+		return fail(err, errlen, "%s has %u rules already, the most it takes", s->who,
+			    FAULT_MAX_RULES);
+	return 0;
+}
+
+static bool is_state(const struct fault_rule *r)
+{
+	return r->effect == FAULT_MEDIA_ERROR;
+}
+
+int fault_add(struct fault_set *s, const struct fault_rule *r, char *err, size_t errlen)
+{
+	/* A state rule is applied first (outside `lock`: a poison waits for the DMAs in flight,
+	 * whose requests consult this set), then listed; state_lock keeps add/remove of state
+	 * rules in one order. */
+	bool state = is_state(r);
+	if (state)
+		pthread_mutex_lock(&s->state_lock);
+	pthread_mutex_lock(&s->lock);
+	int bad = add_check(s, r, err, errlen);
 	pthread_mutex_unlock(&s->lock);
+	if (!bad && state) {
+		int e = s->state_hook(s->state_ctx, r, true);
+		if (e) {
+			fail(err, errlen, "effect=%s: %s", effect_names[r->effect], strerror(-e));
+			bad = -1;
+		}
+	}
+	int id = -1;
+	if (!bad) {
+		pthread_mutex_lock(&s->lock);
+		if (s->nrules < FAULT_MAX_RULES) {
+			struct fault_slot *sl = &s->slot[s->nrules];
+			*sl = (struct fault_slot){ .id = s->next_id++, .rule = *r, .prng = r->seed };
+			id = (int)sl->id;
+			__atomic_store_n(&s->nrules, s->nrules + 1, __ATOMIC_RELEASE);
+		} else {
+			fail(err, errlen, "%s has %u rules already, the most it takes", s->who,
+			     FAULT_MAX_RULES);
+		}
+		pthread_mutex_unlock(&s->lock);
+		if (id < 0 && state)
+			s->state_hook(s->state_ctx, r, false);
+	}
+	if (state)
+		pthread_mutex_unlock(&s->state_lock);
 	return id;
+}
+
+/* After state rules were lifted: the ones still listed apply again (two media-error rules may
+ * overlap; lifting one must not heal the other's range). Under state_lock. */
+static void reapply_states(struct fault_set *s)
+{
+	struct fault_rule keep[FAULT_MAX_RULES];
+	unsigned n = 0;
+	pthread_mutex_lock(&s->lock);
+	for (unsigned i = 0; i < s->nrules; i++)
+		if (is_state(&s->slot[i].rule))
+			keep[n++] = s->slot[i].rule;
+	pthread_mutex_unlock(&s->lock);
+	for (unsigned i = 0; i < n; i++)
+		s->state_hook(s->state_ctx, &keep[i], true);
 }
 
 int fault_add_text(struct fault_set *s, const char *text, char *err, size_t errlen)
@@ -458,10 +537,13 @@ int fault_add_text(struct fault_set *s, const char *text, char *err, size_t errl
 int fault_remove(struct fault_set *s, unsigned id)
 {
 	int ret = -1;
+	struct fault_rule gone;
+	pthread_mutex_lock(&s->state_lock);
 	pthread_mutex_lock(&s->lock);
 	for (unsigned i = 0; i < s->nrules; i++) {
 		if (s->slot[i].id != id)
 			continue;
+		gone = s->slot[i].rule;
 		/* keep the others in id order: they are tried in that order */
 		memmove(&s->slot[i], &s->slot[i + 1], (s->nrules - i - 1) * sizeof(s->slot[0]));
 		__atomic_store_n(&s->nrules, s->nrules - 1, __ATOMIC_RELEASE);
@@ -469,14 +551,28 @@ int fault_remove(struct fault_set *s, unsigned id)
 		break;
 	}
 	pthread_mutex_unlock(&s->lock);
+	if (ret == 0 && is_state(&gone) && s->state_hook) {
+		s->state_hook(s->state_ctx, &gone, false);
+		reapply_states(s);
+	}
+	pthread_mutex_unlock(&s->state_lock);
 	return ret;
 }
 
 void fault_clear(struct fault_set *s)
 {
+	struct fault_rule gone[FAULT_MAX_RULES];
+	unsigned n = 0;
+	pthread_mutex_lock(&s->state_lock);
 	pthread_mutex_lock(&s->lock);
+	for (unsigned i = 0; i < s->nrules; i++)
+		if (is_state(&s->slot[i].rule))
+			gone[n++] = s->slot[i].rule;
 	__atomic_store_n(&s->nrules, 0, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&s->lock);
+	for (unsigned i = 0; i < n && s->state_hook; i++)
+		s->state_hook(s->state_ctx, &gone[i], false);
+	pthread_mutex_unlock(&s->state_lock);
 }
 
 void fault_list_json(struct fault_set *s, FILE *f)

@@ -20,7 +20,11 @@
  *   effect  ioerr | unsupp | delay:D (D = N us|ms|s, at most 60 s; the request then runs
  *           normally) | torn:K (op=write only: the first K sectors (512 B) of the write reach
  *           the device, then it fails; K >= the write's sectors: all of it, then it fails) |
- *           enospc (a pmem FLUSH's writeback finds the file full)
+ *           enospc (a pmem FLUSH's writeback finds the file full) |
+ *           media-error (pmem: `op=load range=R effect=media-error`: the range is bad media
+ *           while the rule exists: loads get a machine check, mm/memory_failure.c. It is a
+ *           state of the media, not a per-request decision: it needs a range and takes no
+ *           `when`; the set's state hook applies it at add time and lifts it at removal)
  *
  * Keys may come in any order, each at most once; fault_rule_format writes the canonical form
  * (the order above, sizes with the largest exact suffix, delays with the largest exact unit),
@@ -50,6 +54,7 @@ enum fault_op {
 	FAULT_OP_FLUSH,
 	FAULT_OP_DISCARD,
 	FAULT_OP_WRITE_ZEROES,
+	FAULT_OP_LOAD,          /* pmem: a guest load from the window (media-error only) */
 	FAULT_OP_COUNT
 };
 
@@ -60,6 +65,7 @@ enum fault_effect {
 	FAULT_DELAY,
 	FAULT_TORN,
 	FAULT_ENOSPC,
+	FAULT_MEDIA_ERROR,      /* a state, not a per-request fault: see below */
 	FAULT_EFFECT_COUNT
 };
 
@@ -112,6 +118,12 @@ struct fault_set {
 	unsigned ops_mask;      /* 1 << enum fault_op the device has (FAULT_OP_ANY always) */
 	unsigned effects_mask;  /* 1 << enum fault_effect the device can do */
 	const char *who;        /* "virtio-blk": names the device in messages */
+	/* State effects (media-error): apply (on) when such a rule is added, lift (!on) when it
+	 * is removed; 0 or -errno (the rule is then not added). Serialized by state_lock, never
+	 * called with `lock` held (a poison waits for DMAs in flight). NULL: refused. */
+	int (*state_hook)(void *ctx, const struct fault_rule *r, bool on);
+	void *state_ctx;
+	pthread_mutex_t state_lock;
 	uint64_t fired;         /* atomic: faults injected on this device */
 	struct ratelimit rl;
 };
@@ -122,12 +134,15 @@ struct fault_set {
 		       (1u << FAULT_OP_WRITE_ZEROES))
 #define FAULT_EFFECTS_BLK ((1u << FAULT_IOERR) | (1u << FAULT_UNSUPP) | (1u << FAULT_DELAY) | \
 			   (1u << FAULT_TORN))
-#define FAULT_OPS_PMEM ((1u << FAULT_OP_ANY) | (1u << FAULT_OP_FLUSH))
+#define FAULT_OPS_PMEM ((1u << FAULT_OP_ANY) | (1u << FAULT_OP_FLUSH) | (1u << FAULT_OP_LOAD))
 #define FAULT_EFFECTS_PMEM ((1u << FAULT_IOERR) | (1u << FAULT_DELAY))
 
 void fault_set_init(struct fault_set *s, const char *who, unsigned ops_mask,
 		    unsigned effects_mask);
 void fault_set_destroy(struct fault_set *s);
+/* The hook for state effects (media-error); allows FAULT_MEDIA_ERROR. */
+void fault_set_state_hook(struct fault_set *s, int (*hook)(void *ctx, const struct fault_rule *r,
+							   bool on), void *ctx);
 /* Let the device do (or not) an effect from now on (pmem: enospc once it has a page cache). */
 void fault_set_allow(struct fault_set *s, enum fault_effect e, bool allow);
 

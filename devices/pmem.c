@@ -26,10 +26,20 @@ void pmem_dev_destroy(struct pmem_dev *p)
 	fault_set_destroy(&p->faults);
 }
 
+/* `op=load range=R effect=media-error`: R is bad media while the rule exists (the range is in
+ * bytes of the window, which are bytes of the file: mm/memory_failure.c). */
+static int media_error(void *ctx, const struct fault_rule *r, bool on)
+{
+	struct pmem_dev *p = ctx;
+	uint64_t len = r->end - r->start;
+	return on ? pcache_poison(p->pc, r->start, len) : pcache_unpoison(p->pc, r->start, len);
+}
+
 void pmem_dev_set_pcache(struct pmem_dev *p, struct pcache *pc)
 {
 	p->pc = pc;
 	fault_set_allow(&p->faults, FAULT_ENOSPC, pc != NULL);
+	fault_set_state_hook(&p->faults, pc ? media_error : NULL, p);
 }
 
 void pmem_dev_stats_json(struct pmem_dev *p, FILE *f)

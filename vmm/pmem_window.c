@@ -205,8 +205,17 @@ static enum pmem_exit refuse(struct pmem_window *w, int vcpu_fd, uint64_t gpa, b
 			  : s.mkwrite_enospc ? "no space to reserve backing blocks, or a read error"
 					     : "a read error on the backing file";
 	enum mce_inject_result r = w->mce ? mce_inject(vcpu_fd, gpa, fetch) : MCE_FAILED;
-	if (r == MCE_INJECTED)
+	if (r == MCE_INJECTED) {
+		/* Logged (the first few: a guest retrying a bad page must not flood stderr) and
+		 * counted (poison_faults, mkwrite_enospc in the stats), so a test can see it. */
+		uint64_t n = __atomic_add_fetch(&w->mce_logged, 1, __ATOMIC_RELAXED);
+		if (n <= 10)
+			fprintf(stderr, "cvmm: pmem %s: machine check injected for a guest %s at "
+				"0x%llx (%s)%s\n", w->name ? w->name : "", what,
+				(unsigned long long)gpa, why,
+				n == 10 ? "; further ones are only counted" : "");
 		return PMEM_EXIT_HANDLED;
+	}
 	snprintf(msg, msglen, "pmem: guest %s at 0x%llx refused (%s) and the machine check "
 		 "cannot be delivered: %s", what, (unsigned long long)gpa, why,
 		 r == MCE_NO_CR4_MCE ? "the guest has CR4.MCE clear"

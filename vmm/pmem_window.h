@@ -42,6 +42,7 @@ struct pmem_window {
 	 * vCPU's own thread. */
 	uint64_t fetch_rip[CONFIG_MAX_CPUS];
 	uint64_t discarded_warned;
+	uint64_t mce_logged;    /* atomic: machine checks injected (the first ten are logged) */
 	bool flush_ignore;      /* [pmem] flush = ignore: FLUSH writes back, never syncs */
 	uint64_t flushes_ignored; /* atomic */
 };

@@ -317,6 +317,54 @@ static void test_fault_flush_enospc(void **state)
 	cache_close(&c);
 }
 
+/* op=load range=R effect=media-error: R is poisoned while the rule exists (the dirty data
+ * there reaches the file first), overlapping rules keep their ranges bad when one goes,
+ * and a rule without a range or with timing is refused. */
+static void test_fault_media_error(void **state)
+{
+	(void)state;
+	struct cache_fx c;
+	cache_open(&c);
+	struct pmem_dev p;
+	pmem_dev_init(&p, 0, 2 << 20, cache_flush, &c);
+	char err[256];
+	/* no cache yet: the device cannot do it */
+	assert_int_equal(fault_add_text(&p.faults, "op=load range=64K+4K effect=media-error", err,
+					sizeof(err)), -1);
+	assert_non_null(strstr(err, "cannot do it"));
+	pmem_dev_set_pcache(&p, c.pc);
+	dirty_page(&c, 65536, 0x5a);
+	int a = add_rule(&p, "op=load range=64K+8K effect=media-error");
+	int b = add_rule(&p, "op=load range=68K+8K effect=media-error");
+	assert_true(a > 0 && b > 0);
+	assert_true(file_is(&c, 65536, 0x5a));   /* written back before the page went bad */
+	struct pcache_extent ex[4];
+	assert_int_equal(pcache_poison_list(c.pc, ex, 4), 1);
+	assert_int_equal(ex[0].off, 65536);
+	assert_int_equal(ex[0].len, 12288);
+	uint8_t buf[4096];
+	assert_true(pcache_direct_read(c.pc, 69632, buf, 4096) < 0); /* bad media: EIO */
+	/* a goes: its first page heals, the page it shared with b stays bad */
+	assert_int_equal(fault_remove(&p.faults, (unsigned)a), 0);
+	assert_int_equal(pcache_poison_list(c.pc, ex, 4), 1);
+	assert_int_equal(ex[0].off, 69632);
+	assert_int_equal(ex[0].len, 8192);
+	assert_int_equal(pcache_direct_read(c.pc, 65536, buf, 4096), 4096);
+	assert_int_equal(buf[0], 0x5a);
+	fault_clear(&p.faults);
+	assert_int_equal(pcache_poison_list(c.pc, ex, 4), 0);
+	const char *bad[] = { "op=load effect=media-error", "op=load range=0+4K when=once effect=media-error",
+			      "op=read range=0+4K effect=media-error", "op=load range=0+4K effect=ioerr" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(fault_add_text(&p.faults, bad[i], err, sizeof(err)), -1);
+	/* outside the window: refused, nothing listed */
+	assert_int_equal(fault_add_text(&p.faults, "op=load range=4M+4K effect=media-error", err,
+					sizeof(err)), -1);
+	assert_int_equal(pcache_poison_list(c.pc, ex, 4), 0);
+	pmem_dev_destroy(&p);
+	cache_close(&c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -326,6 +374,7 @@ int main(void)
 		cmocka_unit_test(test_fault_flush_fake),
 		cmocka_unit_test(test_fault_flush_ioerr_cache),
 		cmocka_unit_test(test_fault_flush_enospc),
+		cmocka_unit_test(test_fault_media_error),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
