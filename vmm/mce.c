@@ -100,7 +100,11 @@ enum mce_inject_result mce_inject(int vcpu_fd, uint64_t gpa, bool fetch)
 		     (fetch ? MCACOD_FETCH : MCACOD_DATA);
 	mce.addr = gpa;
 	mce.misc = (2ULL << 6) | 12;
-	mce.mcg_status = MCG_STATUS_MCIP | MCG_STATUS_RIPV;
+	/* EIPV with RIPV: the error belongs to the instruction at RIP (what QEMU's kvm_mce_inject
+	 * sets for BUS_MCEERR_AR). Without EIPV, Linux's Intel severity table grades an SRAR as
+	 * "Action required but unaffected thread is continuable" (KEEP): no memory_failure, no
+	 * SIGBUS, the 0xff data kept. AMD's grading (SUCCOR, user mode) does not look at it. */
+	mce.mcg_status = MCG_STATUS_MCIP | MCG_STATUS_RIPV | MCG_STATUS_EIPV;
 	if (ioctl(vcpu_fd, KVM_X86_SET_MCE, &mce) < 0)
 		return MCE_FAILED;
 	return MCE_INJECTED;
