@@ -19,6 +19,7 @@
 #include <pthread.h>
 #include <time.h>
 
+#include "devices/blk.h"
 #include "devices/blk_log.h"
 #include "devices/log_cut.h"
 #include "devices/pmem_log.h"
@@ -352,11 +353,181 @@ static void test_cvmm_replay(void **state)
 	recorded_free(&r);
 }
 
+/* ---- power cut ---- */
+
+static int cut(const char *log, const char *target, uint64_t toff, uint64_t seed,
+	       unsigned flags, char *report, size_t rlen)
+{
+	char err[256];
+	int r = blk_log_power_cut(log, basep, target, toff, seed, flags, report, rlen, err,
+				  sizeof(err));
+	if (r)
+		fprintf(stderr, "power cut: %s\n", err);
+	return r;
+}
+
+/* The target after a seeded cut: everything up to the last FLUSH, and each unit logged after
+ * it either as the FLUSH state or as its later data, pages whole; returns the kept units as
+ * a bit mask (pages 40..47: bits 0..7, the 8 sectors at page 60: bits 8..15). */
+static unsigned check_cut_state(const struct recorded *r, const uint8_t *got)
+{
+	unsigned mask = 0;
+	for (uint64_t s = 0; s < SIZE / 512; s++) {
+		const uint8_t *g = got + s * 512, *a = r->s2 + s * 512, *z = r->s_end + s * 512;
+		uint64_t page = s / 8;
+		int bit = page >= 40 && page < 48 ? (int)(page - 40) : page == 60 ? 8 + (int)(s % 8)
+										  : -1;
+		if (bit < 0) {
+			assert_memory_equal(g, a, 512);
+			continue;
+		}
+		assert_memory_not_equal(a, z, 512);
+		bool later = memcmp(g, z, 512) == 0;
+		assert_true(later || memcmp(g, a, 512) == 0);
+		if (page != 60 && s % 8) /* a page is one unit: its sectors agree */
+			assert_int_equal(!!(mask & (1u << bit)), later);
+		if (later)
+			mask |= 1u << bit;
+	}
+	return mask;
+}
+
+static void test_power_cut(void **state)
+{
+	(void)state;
+	struct recorded r;
+	record(&r, 8);
+	char rep[256];
+	size_t n;
+	/* exactly the last FLUSH, rewriting only what the tail touched */
+	put_file(tgt, r.s_end, SIZE);
+	assert_int_equal(cut(logp, tgt, 0, 0, 0, rep, sizeof(rep)), 0);
+	uint8_t *got = slurp(tgt, &n);
+	assert_int_equal(n, SIZE);
+	assert_memory_equal(got, r.s2, SIZE);
+	free(got);
+	assert_non_null(strstr(rep, "cut at entry 11 (FLUSH 2 of 2); 9 entries after it, 16 units, "
+				    "0 kept (seed 0); rewrote 36864 bytes in 2 ranges (incremental)"));
+
+	/* seeded: a state between, the same for the same seed; full == incremental */
+	unsigned masks[8], any = 0, differ = 0;
+	for (uint64_t seed = 1; seed <= 8; seed++) {
+		put_file(tgt, r.s_end, SIZE);
+		assert_int_equal(cut(logp, tgt, 0, seed, 0, rep, sizeof(rep)), 0);
+		got = slurp(tgt, &n);
+		masks[seed - 1] = check_cut_state(&r, got);
+		char want[64];
+		snprintf(want, sizeof(want), "16 units, %d kept (seed %llu)",
+			 __builtin_popcount(masks[seed - 1]), (unsigned long long)seed);
+		assert_non_null(strstr(rep, want));
+		any |= masks[seed - 1];
+		differ |= masks[seed - 1] ^ masks[0];
+		/* again, and as a full cut into a new file: the same bytes */
+		put_file(tgt, r.s_end, SIZE);
+		assert_int_equal(cut(logp, tgt, 0, seed, 0, rep, sizeof(rep)), 0);
+		uint8_t *again = slurp(tgt, &n);
+		assert_memory_equal(again, got, SIZE);
+		free(again);
+		unlink(outp);
+		assert_int_equal(cut(logp, outp, 0, seed, BLK_LOG_CUT_FULL, rep, sizeof(rep)), 0);
+		assert_non_null(strstr(rep, "(full)"));
+		again = slurp(outp, &n);
+		assert_int_equal(n, SIZE);
+		assert_memory_equal(again, got, SIZE);
+		free(again);
+		free(got);
+	}
+	assert_true(any != 0);    /* some seed keeps something */
+	assert_true(differ != 0); /* and the seeds do not all agree */
+	unlink(outp);
+	assert_int_equal(cut(logp, outp, 0, 0, BLK_LOG_CUT_FULL, rep, sizeof(rep)), 0);
+	got = slurp(outp, &n);
+	assert_memory_equal(got, r.s2, SIZE);
+	free(got);
+
+	/* a log with bytes past its counted entries (not closed): refused incrementally */
+	char cmd[1024], log2[200];
+	snprintf(log2, sizeof(log2), "%s/log2", dir);
+	snprintf(cmd, sizeof(cmd), "cp %s %s && head -c 512 /dev/zero >> %s", logp, log2, log2);
+	assert_int_equal(system(cmd), 0);
+	char err[256];
+	put_file(tgt, r.s_end, SIZE);
+	assert_int_equal(blk_log_power_cut(log2, basep, tgt, 0, 0, 0, rep, sizeof(rep), err,
+					   sizeof(err)), -1);
+	assert_non_null(strstr(err, "not closed"));
+	got = slurp(tgt, &n);
+	assert_memory_equal(got, r.s_end, SIZE); /* untouched */
+	free(got);
+	assert_int_equal(cut(log2, outp, 0, 0, BLK_LOG_CUT_FULL, rep, sizeof(rep)), 0);
+	/* a base too small for the log: refused */
+	assert_int_equal(truncate(basep, 30 * PG), 0);
+	assert_int_equal(blk_log_power_cut(logp, basep, tgt, 0, 0, 0, rep, sizeof(rep), err,
+					   sizeof(err)), -1);
+	assert_non_null(strstr(err, "past the end of the base"));
+	recorded_free(&r);
+}
+
+/* A blk log (devices/blk_log.c) of a disk at an offset in its file: the cut rewrites the
+ * disk's region of the file and nothing else. */
+static void test_power_cut_blk(void **state)
+{
+	(void)state;
+	char disk[200];
+	snprintf(disk, sizeof(disk), "%s/disk", dir);
+	uint8_t *img = malloc(MIB);
+	fill(img, MIB, 5);
+	put_file(disk, img, MIB);
+	const uint64_t off = 64 * KIB;
+	struct blk_file_opts o = { .path = disk, .direct = false, .offset = off };
+	struct blk_backend *be;
+	char err[256];
+	assert_int_equal(blk_file_open(&o, &be, err, sizeof(err)), 0);
+	if (blk_log_attach(disk, off, logp, &be, err, sizeof(err)))
+		fail_msg("%s", err);
+	uint8_t b[8192];
+	fill(b, sizeof(b), 6);
+	struct iovec v = { b, 4096 };
+	assert_int_equal(be->ops->write(be, &v, NULL, 1, 0, 4096), 0);
+	assert_int_equal(be->ops->flush(be), 0);
+	size_t n;
+	uint8_t *s_flush = slurp(disk, &n);
+	v = (struct iovec){ b + 4096, 4096 };
+	assert_int_equal(be->ops->write(be, &v, NULL, 1, 8192, 4096), 0);
+	assert_int_equal(be->ops->discard(be, 0, 1024), 0);
+	be->ops->destroy(be);
+	uint8_t *s_end = slurp(disk, &n);
+	assert_memory_not_equal(s_end, s_flush, MIB);
+	char rep[256];
+	assert_int_equal(cut(logp, disk, off, 0, 0, rep, sizeof(rep)), 0);
+	uint8_t *got = slurp(disk, &n);
+	assert_int_equal(n, MIB);
+	assert_memory_equal(got, s_flush, MIB);
+	assert_non_null(strstr(rep, "10 units, 0 kept"));
+	assert_non_null(strstr(rep, "rewrote 5120 bytes in 2 ranges"));
+	/* seeded: sector-granular units of the write and the discard */
+	put_file(disk, s_end, MIB);
+	assert_int_equal(cut(logp, disk, off, 12345, 0, rep, sizeof(rep)), 0);
+	free(got);
+	got = slurp(disk, &n);
+	for (uint64_t s = 0; s < MIB / 512; s++) {
+		const uint8_t *g = got + s * 512;
+		if (memcmp(g, s_flush + s * 512, 512))
+			assert_memory_equal(g, s_end + s * 512, 512);
+	}
+	assert_memory_equal(got, s_flush, off); /* outside the disk: never touched */
+	free(got);
+	free(s_flush);
+	free(s_end);
+	free(img);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_entries_and_reader, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cvmm_replay, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_power_cut, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_power_cut_blk, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
