@@ -17,6 +17,7 @@
 
 #include <endian.h>
 #include <pthread.h>
+#include <sched.h>
 #include <time.h>
 
 #include "devices/blk.h"
@@ -521,6 +522,111 @@ static void test_power_cut_blk(void **state)
 	free(img);
 }
 
+/* ---- the FLUSH rule under concurrency ----
+ * Writer threads each own one page: store k into it, FLUSH, then mark "t k". A background
+ * thread writes back the whole window in a loop, with the race delay holding its runs between
+ * "hint taken, DIRTY cleared" and the file write, so a writer's FLUSH often finds its page
+ * taken by the background writeback and must wait for it. The rule: the store k was covered
+ * by a FLUSH that returned before the mark, so the last PMEM_WB entry of the page before the
+ * last FLUSH entry preceding the mark holds k. */
+#define NWR   3
+#define ITERS 25
+
+struct wthr {
+	struct env *e;
+	struct pmem_log *pl;
+	int t;
+};
+static int stop_bg;
+
+static uint64_t wpage(int t)
+{
+	return 16 * (uint64_t)t + 5; /* one page in a granule of its own */
+}
+
+static void *flush_writer(void *arg)
+{
+	struct wthr *a = arg;
+	uint64_t cur = pcache_errseq_sample(a->e->pc);
+	for (uint64_t k = 1; k <= ITERS; k++) {
+		CHECK(env_store8(a->e, wpage(a->t) * PG + 8, ((uint64_t)a->t << 32) | k) ==
+		      PCACHE_FAULT_DONE);
+		CHECK(pcache_flush(a->e->pc, &cur) == 0);
+		char m[32];
+		snprintf(m, sizeof(m), "t%d k%llu", a->t, (unsigned long long)k);
+		CHECK(pmem_log_mark(a->pl, m) == 0);
+	}
+	return NULL;
+}
+
+static void *bg_writeback(void *arg)
+{
+	struct env *e = arg;
+	while (!__atomic_load_n(&stop_bg, __ATOMIC_ACQUIRE)) {
+		CHECK(pcache_writeback_range(e->pc, 0, SIZE) == 0);
+		sched_yield();
+	}
+	return NULL;
+}
+
+static void test_flush_order_threads(void **state)
+{
+	(void)state;
+	struct recorded r;
+	open_logged(&r);
+	pcache_set_race_delay(r.e.pc, 300);
+	pthread_t bg, th[NWR];
+	struct wthr a[NWR];
+	__atomic_store_n(&stop_bg, 0, __ATOMIC_RELEASE);
+	assert_int_equal(pthread_create(&bg, NULL, bg_writeback, &r.e), 0);
+	for (int t = 0; t < NWR; t++) {
+		a[t] = (struct wthr){ .e = &r.e, .pl = r.pl, .t = t };
+		assert_int_equal(pthread_create(&th[t], NULL, flush_writer, &a[t]), 0);
+	}
+	for (int t = 0; t < NWR; t++)
+		pthread_join(th[t], NULL);
+	__atomic_store_n(&stop_bg, 1, __ATOMIC_RELEASE);
+	pthread_join(bg, NULL);
+	pcache_set_race_delay(r.e.pc, 0);
+	pmem_log_detach(r.pl);
+	r.pl = NULL;
+
+	size_t n;
+	struct ent *e = parse_log(logp, &n);
+	unsigned marks = 0, flushes = 0, wbs = 0;
+	for (size_t i = 0; i < n; i++) {
+		flushes += !!(e[i].flags & BLK_LOG_FLUSH);
+		wbs += !!(e[i].flags & BLK_LOG_PMEM_WB);
+		if (!(e[i].flags & BLK_LOG_MARK))
+			continue;
+		marks++;
+		int t;
+		unsigned long long k;
+		assert_int_equal(sscanf(e[i].mark, "t%d k%llu", &t, &k), 2);
+		size_t f = i;
+		while (f-- > 0 && !(e[f].flags & BLK_LOG_FLUSH))
+			;
+		assert_true(f < i); /* a FLUSH entry precedes the mark */
+		size_t w = f;
+		while (w-- > 0 && !((e[w].flags & BLK_LOG_PMEM_WB) && e[w].sector == wpage(t) * 8))
+			;
+		assert_true(w < f);
+		uint64_t v;
+		memcpy(&v, e[w].data + 8, 8);
+		if (v != (((uint64_t)t << 32) | k))
+			fail_msg("mark '%s' (entry %zu): the last FLUSH before it (entry %zu) follows "
+				 "a writeback of the page holding %#llx, not the store it covered",
+				 e[i].mark, i, f, (unsigned long long)v);
+	}
+	assert_int_equal(marks, NWR * ITERS);
+	assert_true(flushes >= NWR * ITERS);
+	assert_true(wbs >= NWR * ITERS);
+	free_log(e, n);
+	/* and the reader accepts the whole log */
+	assert_int_equal(run("python3 %s %s --dump >/dev/null", reader, logp), 0);
+	recorded_free(&r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -528,6 +634,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_cvmm_replay, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_power_cut, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_power_cut_blk, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_flush_order_threads, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
