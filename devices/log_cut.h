@@ -11,7 +11,8 @@
  *
  * Incremental (default): the target must hold the state at the END of the log, i.e. the
  * base plus every entry: true for the backing file right after the VM stopped without its
- * exit-time writeback, with the log closed (blk backend destroyed / pmem_log_detach: its
+ * exit-time writeback (pcache_power_cut before the last pcache_put; the order for
+ * a pmem log is in devices/pmem_log.h pmem_log_detach), with the log closed (blk backend destroyed / pmem_log_detach: its
  * nr_entries final; a log with bytes past its last counted entry is refused). Only the
  * sectors some entry after the last FLUSH touched are rewritten (computed from the base,
  * the entries up to the FLUSH and the kept units), so the cost grows with what the guest

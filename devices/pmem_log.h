@@ -69,9 +69,11 @@ uint64_t pmem_log_entries(struct pmem_log *pl);
 const char *pmem_log_base_how(const struct pmem_log *pl);
 
 /* Remove the observer (waits for callbacks in flight), rewrite nr_entries, close the log and
- * drop the reference. To have the exit-time writeback logged, flush (pcache_flush) before;
- * for a power cut, detach without flushing and do not let the file be written after
- * (devices/log_cut.h). NULL is ignored. */
+ * drop the reference (the last one writes back: see below). NULL is ignored.
+ * Normal exit: pcache_flush first (its writeback and FLUSH are logged), then detach; the
+ * exit-time writeback of pcache_put then has nothing left to write.
+ * Power cut (devices/log_cut.h): stop the vCPUs, pcache_power_cut(pc), detach,
+ * put every reference (nothing more reaches the file), then blk_log_power_cut. */
 void pmem_log_detach(struct pmem_log *pl);
 
 #endif

@@ -468,6 +468,47 @@ static void test_power_cut(void **state)
 	recorded_free(&r);
 }
 
+/* The whole power-cut sequence on the real file: stores FLUSHed, then a direct write, a
+ * written-back store and a store never written back; the VM "stops": no exit-time writeback
+ * (pcache_power_cut), the log detached, the cache closed; the cut leaves the file
+ * exactly as at the FLUSH. */
+static void test_power_cut_sequence(void **state)
+{
+	(void)state;
+	struct recorded r;
+	open_logged(&r);
+	struct env *e = &r.e;
+	uint64_t cur = pcache_errseq_sample(e->pc);
+	store_page(e, 2, 0x2000);
+	assert_int_equal(pcache_flush(e->pc, &cur), 0);
+	uint8_t *s_flush = snap(e);
+	uint8_t b[4096];
+	fill(b, sizeof(b), 42);
+	assert_int_equal(pcache_direct_write(e->pc, 30 * PG, b, sizeof(b)), (ssize_t)sizeof(b));
+	store_page(e, 7, 0x7000);
+	assert_int_equal(pcache_writeback_range(e->pc, 0, SIZE), 0);
+	store_page(e, 9, 0x9000); /* dirty in the cache at the cut */
+	pcache_power_cut(e->pc);
+	pmem_log_detach(r.pl);
+	r.pl = NULL;
+	pcache_map_destroy(e->m);
+	e->m = NULL;
+	pcache_put(e->pc);
+	e->pc = NULL;
+	uint8_t *s_stop = snap(e);
+	assert_memory_equal(s_stop + 9 * PG, s_flush + 9 * PG, PG); /* not written at exit */
+	assert_memory_not_equal(s_stop + 7 * PG, s_flush + 7 * PG, PG);
+	char rep[256];
+	assert_int_equal(cut(logp, e->path, 0, 0, 0, rep, sizeof(rep)), 0);
+	assert_non_null(strstr(rep, "rewrote 8192 bytes in 2 ranges"));
+	uint8_t *got = snap(e);
+	assert_memory_equal(got, s_flush, SIZE);
+	free(got);
+	free(s_stop);
+	free(s_flush);
+	recorded_free(&r);
+}
+
 /* A blk log (devices/blk_log.c) of a disk at an offset in its file: the cut rewrites the
  * disk's region of the file and nothing else. */
 static void test_power_cut_blk(void **state)
@@ -633,6 +674,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_entries_and_reader, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cvmm_replay, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_power_cut, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_power_cut_sequence, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_power_cut_blk, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_flush_order_threads, setup, teardown),
 	};
