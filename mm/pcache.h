@@ -11,8 +11,9 @@
  *
  * Lock order (outermost first): pins (pcache_pin) -> the writeback lock (shared: writeback,
  * launders; exclusive only as the empty "and wait" barrier, holding nothing else) -> page
- * locks, in ascending page order -> a map's slot lock -> pcache internal mutexes (size_lock,
- * the innermost, is held only around a file-size change). A direct write beyond the cache
+ * locks, in ascending page order -> a map's slot lock -> pcache internal mutexes (size_lock
+ * is held only around a file-size change) -> obs_lock (shared around an observer callback,
+ * the innermost; the callback's own locks come after it: see "observer"). A direct write beyond the cache
  * takes rmw_lock first (outermost after pins). A pin is taken inside its own page's lock
  * section with a CAS that never blocks, so page-lock holders see pin counts that only fall.
  * Nothing sleeps on a pin drain or on BREAKING while holding a page lock. The VMM touches cache

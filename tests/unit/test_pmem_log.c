@@ -563,6 +563,57 @@ static void test_power_cut_blk(void **state)
 	free(img);
 }
 
+/* Truncate with the log on: a DISCARD of what the file lost (up to the base's end); an
+ * observer without a truncate callback makes pcache_truncate refuse; one log per file. */
+static int trunc_called;
+static void obs_flush_only(void *ctx)
+{
+	(void)ctx;
+	trunc_called++;
+}
+static const struct pcache_observer_ops no_truncate_ops = { .flush = obs_flush_only };
+
+static void test_truncate_and_attach(void **state)
+{
+	(void)state;
+	struct recorded r;
+	open_logged(&r);
+	struct env *e = &r.e;
+	char err[256];
+	struct pmem_log *again;
+	assert_int_equal(pmem_log_attach(e->pc, e->path, outp, &again, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "already has a write log"));
+	assert_int_equal(pcache_set_observer(e->pc, &no_truncate_ops, NULL), -EBUSY);
+	store_page(e, 1, 0x1111);
+	assert_int_equal(pcache_truncate(e->pc, SIZE / 2), 0);
+	uint64_t cur = pcache_errseq_sample(e->pc);
+	assert_int_equal(pcache_flush(e->pc, &cur), 0);
+	uint8_t *s_end = snap(e);
+	pmem_log_detach(r.pl);
+	r.pl = NULL;
+	size_t n;
+	struct ent *l = parse_log(logp, &n);
+	assert_int_equal(n, 3);
+	assert_int_equal(l[0].flags, BLK_LOG_DISCARD);
+	assert_int_equal(l[0].sector, SIZE / 2 / 512);
+	assert_int_equal(l[0].nr, SIZE / 2 / 512);
+	assert_int_equal(l[1].flags, BLK_LOG_PMEM_WB);
+	assert_int_equal(l[2].flags, BLK_LOG_FLUSH);
+	free_log(l, n);
+	check_reader_at(2, s_end);
+	free(s_end);
+	/* an observer that cannot take a truncate: refused while it is installed */
+	assert_int_equal(pcache_set_observer(e->pc, &no_truncate_ops, NULL), 0);
+	assert_int_equal(pcache_truncate(e->pc, SIZE / 4), -EOPNOTSUPP);
+	assert_int_equal(pcache_flush(e->pc, &cur), 0);
+	assert_int_equal(trunc_called, 1);
+	assert_int_equal(pcache_set_observer(e->pc, NULL, NULL), 0);
+	assert_int_equal(pcache_truncate(e->pc, SIZE / 4), 0);
+	assert_int_equal(pcache_flush(e->pc, &cur), 0);
+	assert_int_equal(trunc_called, 1); /* removed: not called any more */
+	recorded_free(&r);
+}
+
 /* ---- the FLUSH rule under concurrency ----
  * Writer threads each own one page: store k into it, FLUSH, then mark "t k". A background
  * thread writes back the whole window in a loop, with the race delay holding its runs between
@@ -676,6 +727,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_power_cut, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_power_cut_sequence, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_power_cut_blk, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_truncate_and_attach, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_flush_order_threads, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
