@@ -29,7 +29,9 @@ int pcache_set_observer(struct pcache *pc, const struct pcache_observer_ops *ops
  * cost of "no observer" to one atomic load per change. */
 static const struct pcache_observer_ops *obs_get(struct pcache *pc)
 {
-	if (!__atomic_load_n(&pc->obs_ops, __ATOMIC_ACQUIRE))
+	/* After a power cut nothing reaches the file (pcache_power_cut): nothing is reported
+	 * either, not even a FLUSH that found nothing to write and "succeeded". */
+	if (!__atomic_load_n(&pc->obs_ops, __ATOMIC_ACQUIRE) || pcache_is_cut(pc))
 		return NULL;
 	pthread_rwlock_rdlock(&pc->obs_lock);
 	const struct pcache_observer_ops *ops = __atomic_load_n(&pc->obs_ops, __ATOMIC_ACQUIRE);

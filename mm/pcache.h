@@ -304,6 +304,8 @@ void pcache_set_race_delay(struct pcache *pc, unsigned us);
  *                has no truncate, pcache_truncate refuses with -EOPNOTSUPP while it is set.
  *   flush        a pcache_flush returned 0: its writeback, its "and wait" and its fdatasync or
  *                fsync all succeeded. Called with no cache lock held.
+ * After pcache_power_cut nothing is reported (a FLUSH with nothing to write still returns 0
+ * then, but the machine it models has no power: the log must not say it was durable).
  * The ordering this gives (the dm-log-writes rule): a callback for a file write runs after
  * that write and before the lock section around it ends, so (1) changes of the same bytes are
  * reported in the order they reached the file (they are serialized by the page locks, or by

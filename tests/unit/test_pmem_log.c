@@ -509,6 +509,24 @@ static void test_power_cut_sequence(void **state)
 	recorded_free(&r);
 }
 
+/* After pcache_power_cut nothing is logged: not a FLUSH that found nothing to write. */
+static void test_nothing_logged_after_cut(void **state)
+{
+	(void)state;
+	struct recorded r;
+	open_logged(&r);
+	uint64_t cur = pcache_errseq_sample(r.e.pc);
+	store_page(&r.e, 1, 0x1000);
+	assert_int_equal(pcache_flush(r.e.pc, &cur), 0);
+	assert_int_equal(pmem_log_entries(r.pl), 2);
+	pcache_power_cut(r.e.pc);
+	(void)pcache_flush(r.e.pc, &cur);
+	assert_int_equal(pmem_log_entries(r.pl), 2);
+	pmem_log_detach(r.pl);
+	r.pl = NULL;
+	recorded_free(&r);
+}
+
 /* A blk log (devices/blk_log.c) of a disk at an offset in its file: the cut rewrites the
  * disk's region of the file and nothing else. */
 static void test_power_cut_blk(void **state)
@@ -726,6 +744,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_cvmm_replay, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_power_cut, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_power_cut_sequence, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_nothing_logged_after_cut, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_power_cut_blk, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_truncate_and_attach, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_flush_order_threads, setup, teardown),
