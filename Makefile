@@ -75,8 +75,10 @@ $(B)/cvmm-replay: tools/cvmm-replay.c
 	@mkdir -p $(dir $@) $(B)/dep
 	$(CC) $(CFLAGS) $(DEPFLAGS) -MF $(B)/dep/$(@F).d -o $@ $<
 
-# test_blk_log runs the replay tool on the logs it makes; test_replay on logs it writes by hand.
+# test_blk_log and test_pmem_log run the replay tool on the logs they make; test_replay on
+# logs it writes by hand.
 $(B)/tests/test_blk_log: $(B)/cvmm-replay
+$(B)/tests/test_pmem_log: $(B)/cvmm-replay
 $(B)/tests/test_replay: $(B)/cvmm-replay
 
 $(B)/tests/%: tests/unit/%.c $(B)/libcvmm-asan.a

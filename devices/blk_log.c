@@ -2,8 +2,8 @@
  *
  * Locking: `order` is a writer-preferring rwlock. write, write_zeroes and discard hold it
  * shared from before the inner call until their entry is appended, so when flush (or a mark)
- * holds it exclusively no request is between "completed" and "logged". `lock` serialises the
- * appends themselves (file position, entry count, superblock). A failed append does not fail
+ * holds it exclusively no request is between "completed" and "logged". The writer's `lock`
+ * serialises the appends themselves (file position, entry count, superblock). A failed append does not fail
  * the guest's request (the disk did it): it is reported once and the log ends there. */
 #include "devices/blk_log.h"
 
@@ -22,16 +22,23 @@
 
 #define ZBUF (64u << 10)
 
-struct blk_log {
-	struct blk_backend be;
-	struct blk_backend *inner;
+/* The writer: one log file, shared by the blk wrapper below and the pmem log
+ * (devices/pmem_log.c). `lock` serialises the appends (file position, entry count,
+ * superblock). */
+struct blk_log_writer {
 	int fd;
-	pthread_rwlock_t order;
 	pthread_mutex_t lock;
 	uint64_t pos;        /* next entry's byte offset in the log */
 	uint64_t entries;
 	int err;             /* first append error: later entries would be misplaced */
 	char path[256];
+};
+
+struct blk_log {
+	struct blk_backend be;
+	struct blk_backend *inner;
+	pthread_rwlock_t order;
+	struct blk_log_writer *w;
 };
 
 static const struct blk_backend_ops log_ops;
@@ -69,7 +76,7 @@ static int writev_all(int fd, struct iovec *iov, unsigned n, uint64_t off)
 	return 0;
 }
 
-static int write_super(struct blk_log *l)
+static int write_super(struct blk_log_writer *l)
 {
 	uint8_t s[BLK_LOG_SECTOR] = { 0 };
 	uint64_t v;
@@ -92,37 +99,64 @@ static void fill_hdr(uint8_t *h, uint64_t sector, uint64_t nr, uint64_t flags, u
 	memcpy(h, f, sizeof(f));
 }
 
-/* Append one entry: header sector (+ mark text) then `data` (n iovecs, nr sectors' worth;
- * data NULL and nr > 0: that many sectors of zeroes, unless DISCARD). Under l->lock. */
-static int append(struct blk_log *l, uint64_t sector, uint64_t nr, uint64_t flags,
-		  const char *mark, const struct iovec *data, unsigned n)
+/* Append `count` entries in one pwritev: entry k is (sector + k * nr, nr, flags) with data
+ * from the stream `data` (n iovecs, count * nr sectors; NULL: zeroes, unless DISCARD), and
+ * a mark's text in its header (MARK, count 1). */
+static int append_entries(struct blk_log_writer *l, uint64_t sector, uint64_t nr, uint64_t count,
+			  uint64_t flags, const char *mark, const struct iovec *data, unsigned n)
 {
-	uint8_t hdr[BLK_LOG_SECTOR];
 	size_t mlen = mark ? strlen(mark) : 0;
-	fill_hdr(hdr, sector, nr, flags, mlen);
-	if (mlen)
-		memcpy(hdr + BLK_LOG_ENTRY_HDR, mark, mlen);
 	uint64_t dbytes = (flags & BLK_LOG_DISCARD) ? 0 : nr * BLK_LOG_SECTOR;
-	unsigned nv = 1 + (data ? n : (unsigned)((dbytes + ZBUF - 1) / ZBUF));
+	/* iovecs: per entry a header, then its data (a slice of the stream, or zero chunks) */
+	uint64_t per = data ? (uint64_t)n + 1 : (dbytes + ZBUF - 1) / ZBUF;
+	uint64_t nv = count * (1 + per);
+	uint8_t hstack[BLK_LOG_SECTOR], *hdr = count == 1 ? hstack : malloc(count * BLK_LOG_SECTOR);
 	struct iovec stack[16], *v = nv <= 16 ? stack : calloc(nv, sizeof(*v));
-	if (!v)
+	if (!v || !hdr) {
+		if (v != stack)
+			free(v);
+		if (hdr != hstack)
+			free(hdr);
 		return -ENOMEM;
-	v[0] = (struct iovec){ hdr, sizeof(hdr) };
-	if (data) {
-		memcpy(v + 1, data, n * sizeof(*v));
-	} else {
-		for (unsigned i = 1; i < nv; i++) {
-			uint64_t left = dbytes - (uint64_t)(i - 1) * ZBUF;
-			v[i] = (struct iovec){ (void *)zeroes, left < ZBUF ? left : ZBUF };
+	}
+	unsigned i = 0, di = 0;
+	size_t dskip = 0;
+	for (uint64_t k = 0; k < count; k++) {
+		uint8_t *h = hdr + k * BLK_LOG_SECTOR;
+		fill_hdr(h, (flags & (BLK_LOG_FLUSH | BLK_LOG_MARK)) ? 0 : sector + k * nr,
+			 (flags & (BLK_LOG_FLUSH | BLK_LOG_MARK)) ? 0 : nr, flags, mlen);
+		if (mlen)
+			memcpy(h + BLK_LOG_ENTRY_HDR, mark, mlen);
+		v[i++] = (struct iovec){ h, BLK_LOG_SECTOR };
+		uint64_t left = dbytes;
+		while (data && left && di < n) {
+			size_t c = data[di].iov_len - dskip;
+			if (c > left)
+				c = (size_t)left;
+			v[i++] = (struct iovec){ (uint8_t *)data[di].iov_base + dskip, c };
+			left -= c;
+			dskip += c;
+			if (dskip == data[di].iov_len) {
+				di++;
+				dskip = 0;
+			}
+		}
+		for (uint64_t z = 0; !data && z < dbytes; z += ZBUF)
+			v[i++] = (struct iovec){ (void *)zeroes, dbytes - z < ZBUF ? dbytes - z : ZBUF };
+		if (data && left) { /* the stream is shorter than the entries say */
+			i = 0;
+			break;
 		}
 	}
+	int rc = i ? 0 : -EINVAL;
 	pthread_mutex_lock(&l->lock);
-	int rc = l->err;
+	if (!rc)
+		rc = l->err;
 	if (!rc) {
-		rc = writev_all(l->fd, v, nv, l->pos);
+		rc = writev_all(l->fd, v, i, l->pos);
 		if (rc == 0) {
-			l->pos += BLK_LOG_SECTOR + dbytes;
-			l->entries++;
+			l->pos += count * (BLK_LOG_SECTOR + dbytes);
+			l->entries += count;
 			if (flags & (BLK_LOG_FLUSH | BLK_LOG_MARK))
 				rc = write_super(l);
 		}
@@ -135,7 +169,67 @@ static int append(struct blk_log *l, uint64_t sector, uint64_t nr, uint64_t flag
 	pthread_mutex_unlock(&l->lock);
 	if (v != stack)
 		free(v);
+	if (hdr != hstack)
+		free(hdr);
 	return rc;
+}
+
+int blk_log_writer_append(struct blk_log_writer *w, uint64_t sector, uint64_t nr, uint64_t flags,
+			  const char *mark, const struct iovec *data, unsigned n)
+{
+	return append_entries(w, sector, nr, 1, flags, mark, data, n);
+}
+
+int blk_log_writer_append_units(struct blk_log_writer *w, uint64_t off, const void *data,
+				uint64_t len, uint64_t unit, uint64_t flags)
+{
+	if (!unit || unit % BLK_LOG_SECTOR || off % BLK_LOG_SECTOR || len % unit || !len)
+		return -EINVAL;
+	struct iovec v = { (void *)data, len };
+	return append_entries(w, off / BLK_LOG_SECTOR, unit / BLK_LOG_SECTOR, len / unit, flags,
+			      NULL, data ? &v : NULL, data ? 1 : 0);
+}
+
+int blk_log_check_mark(const char *text)
+{
+	if (!text)
+		return -EINVAL;
+	size_t n = strlen(text);
+	return n == 0 || n > BLK_LOG_MARK_MAX ? -EINVAL : 0;
+}
+
+int blk_log_writer_mark(struct blk_log_writer *w, const char *text)
+{
+	int rc = blk_log_check_mark(text);
+	return rc ? rc : append_entries(w, 0, 0, 1, BLK_LOG_MARK, text, NULL, 0);
+}
+
+int blk_log_writer_flush(struct blk_log_writer *w)
+{
+	return append_entries(w, 0, 0, 1, BLK_LOG_FLUSH, NULL, NULL, 0);
+}
+
+uint64_t blk_log_writer_entries(struct blk_log_writer *w)
+{
+	pthread_mutex_lock(&w->lock);
+	uint64_t n = w->entries;
+	pthread_mutex_unlock(&w->lock);
+	return n;
+}
+
+void blk_log_writer_close(struct blk_log_writer *w)
+{
+	if (!w)
+		return;
+	if (w->fd >= 0) {
+		pthread_mutex_lock(&w->lock);
+		if (!w->err)
+			write_super(w);
+		pthread_mutex_unlock(&w->lock);
+		close(w->fd);
+	}
+	pthread_mutex_destroy(&w->lock);
+	free(w);
 }
 
 static int log_read(struct blk_backend *be, const struct iovec *iov, const uint64_t *gpa,
@@ -152,7 +246,8 @@ static int log_write(struct blk_backend *be, const struct iovec *iov, const uint
 	pthread_rwlock_rdlock(&l->order);
 	int rc = l->inner->ops->write(l->inner, iov, gpa, n, off, len);
 	if (rc == 0)
-		(void)append(l, off / BLK_LOG_SECTOR, len / BLK_LOG_SECTOR, 0, NULL, iov, n);
+		(void)blk_log_writer_append(l->w, off / BLK_LOG_SECTOR, len / BLK_LOG_SECTOR, 0,
+					     NULL, iov, n);
 	pthread_rwlock_unlock(&l->order);
 	return rc;
 }
@@ -163,7 +258,7 @@ static int log_flush(struct blk_backend *be)
 	pthread_rwlock_wrlock(&l->order);
 	int rc = l->inner->ops->flush(l->inner);
 	if (rc == 0)
-		(void)append(l, 0, 0, BLK_LOG_FLUSH, NULL, NULL, 0);
+		(void)blk_log_writer_flush(l->w);
 	pthread_rwlock_unlock(&l->order);
 	return rc;
 }
@@ -174,8 +269,8 @@ static int log_discard(struct blk_backend *be, uint64_t off, uint64_t len)
 	pthread_rwlock_rdlock(&l->order);
 	int rc = l->inner->ops->discard(l->inner, off, len);
 	if (rc == 0)
-		(void)append(l, off / BLK_LOG_SECTOR, len / BLK_LOG_SECTOR, BLK_LOG_DISCARD,
-			     NULL, NULL, 0);
+		(void)blk_log_writer_append(l->w, off / BLK_LOG_SECTOR, len / BLK_LOG_SECTOR,
+					    BLK_LOG_DISCARD, NULL, NULL, 0);
 	pthread_rwlock_unlock(&l->order);
 	return rc;
 }
@@ -186,7 +281,8 @@ static int log_write_zeroes(struct blk_backend *be, uint64_t off, uint64_t len, 
 	pthread_rwlock_rdlock(&l->order);
 	int rc = l->inner->ops->write_zeroes(l->inner, off, len, unmap);
 	if (rc == 0)
-		(void)append(l, off / BLK_LOG_SECTOR, len / BLK_LOG_SECTOR, 0, NULL, NULL, 0);
+		(void)blk_log_writer_append(l->w, off / BLK_LOG_SECTOR, len / BLK_LOG_SECTOR, 0,
+					     NULL, NULL, 0);
 	pthread_rwlock_unlock(&l->order);
 	return rc;
 }
@@ -196,15 +292,8 @@ static void log_destroy(struct blk_backend *be)
 	struct blk_log *l = L(be);
 	if (l->inner)
 		l->inner->ops->destroy(l->inner);
-	if (l->fd >= 0) {
-		pthread_mutex_lock(&l->lock);
-		if (!l->err)
-			write_super(l);
-		pthread_mutex_unlock(&l->lock);
-		close(l->fd);
-	}
+	blk_log_writer_close(l->w);
 	pthread_rwlock_destroy(&l->order);
-	pthread_mutex_destroy(&l->lock);
 	free(l);
 }
 
@@ -219,14 +308,11 @@ static const struct blk_backend_ops log_ops = {
 
 int blk_log_mark(struct blk_backend *be, const char *text)
 {
-	if (!be || be->ops != &log_ops || !text)
-		return -EINVAL;
-	size_t n = strlen(text);
-	if (n == 0 || n > BLK_LOG_MARK_MAX)
+	if (!be || be->ops != &log_ops || blk_log_check_mark(text))
 		return -EINVAL;
 	struct blk_log *l = L(be);
 	pthread_rwlock_wrlock(&l->order);
-	int rc = append(l, 0, 0, BLK_LOG_MARK, text, NULL, 0);
+	int rc = blk_log_writer_mark(l->w, text);
 	pthread_rwlock_unlock(&l->order);
 	return rc;
 }
@@ -235,11 +321,7 @@ uint64_t blk_log_entries(struct blk_backend *be)
 {
 	if (!be || be->ops != &log_ops)
 		return 0;
-	struct blk_log *l = L(be);
-	pthread_mutex_lock(&l->lock);
-	uint64_t n = l->entries;
-	pthread_mutex_unlock(&l->lock);
-	return n;
+	return blk_log_writer_entries(L(be)->w);
 }
 
 /* Create a new output file: 0600, O_NOFOLLOW, truncating an existing regular file. */
@@ -256,6 +338,33 @@ static int create_out(const char *path, char *err, size_t errlen, const char *wh
 	return fd;
 }
 
+int blk_log_writer_open(const char *path, const char *what, struct blk_log_writer **out,
+			char *err, size_t errlen)
+{
+	*out = NULL;
+	struct blk_log_writer *w = calloc(1, sizeof(*w));
+	if (!w) {
+		snprintf(err, errlen, "%s: out of memory", what);
+		return -1;
+	}
+	w->fd = create_out(path, err, errlen, what);
+	if (w->fd < 0) {
+		free(w);
+		return -1;
+	}
+	pthread_mutex_init(&w->lock, NULL);
+	w->pos = BLK_LOG_SECTOR;
+	snprintf(w->path, sizeof(w->path), "%s", path);
+	int rc = write_super(w);
+	if (rc) {
+		snprintf(err, errlen, "%s '%s': %s", what, path, strerror(-rc));
+		blk_log_writer_close(w);
+		return -1;
+	}
+	*out = w;
+	return 0;
+}
+
 int blk_log_wrap(struct blk_backend *inner, const char *log_path, struct blk_backend **out,
 		 char *err, size_t errlen)
 {
@@ -266,8 +375,7 @@ int blk_log_wrap(struct blk_backend *inner, const char *log_path, struct blk_bac
 		snprintf(err, errlen, "write_log: out of memory");
 		return -1;
 	}
-	l->fd = create_out(log_path, err, errlen, "blk write_log");
-	if (l->fd < 0) {
+	if (blk_log_writer_open(log_path, "blk write_log", &l->w, err, errlen)) {
 		inner->ops->destroy(inner);
 		free(l);
 		return -1;
@@ -278,18 +386,9 @@ int blk_log_wrap(struct blk_backend *inner, const char *log_path, struct blk_bac
 	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 	pthread_rwlock_init(&l->order, &ra);
 	pthread_rwlockattr_destroy(&ra);
-	pthread_mutex_init(&l->lock, NULL);
 	l->inner = inner;
-	l->pos = BLK_LOG_SECTOR;
-	snprintf(l->path, sizeof(l->path), "%s", log_path);
 	l->be = *inner;
 	l->be.ops = &log_ops;
-	int rc = write_super(l);
-	if (rc) {
-		snprintf(err, errlen, "blk write_log '%s': %s", log_path, strerror(-rc));
-		log_destroy(&l->be);
-		return -1;
-	}
 	*out = &l->be;
 	return 0;
 }

@@ -10,7 +10,15 @@
  *                 the mark text (data_len bytes, at most BLK_LOG_MARK_MAX), zero-padded;
  *     then, unless DISCARD, nr_sectors sectors of data (what the write put at `sector`).
  *   sector and nr_sectors count 512-byte sectors of the disk. data_len is 0 except for marks.
- *   flags: FLUSH 1, FUA 2, DISCARD 4, MARK 8, METADATA 16 (cvmm writes FLUSH, DISCARD, MARK).
+ *   flags: FLUSH 1, FUA 2, DISCARD 4, MARK 8, METADATA 16 (cvmm writes FLUSH, DISCARD, MARK),
+ *          and one of cvmm's own: PMEM_WB 256 (1 << 8), a 4 KiB page the page cache wrote back
+ *          from the pmem window (devices/pmem_log.h): sector = file offset / 512, nr_sectors
+ *          8, the page's data follows like a write's. Only the pmem log writes it; replay it
+ *          as a plain write. xfstests' replay-log (src/log-writes/log-writes.c) checks only
+ *          that an entry is not all-zero and that a non-MARK header is zero-padded: unknown
+ *          flag bits are shown as "UNKNOWN.0x100" with -v and the entry is replayed as a
+ *          write of its data, so its prefixes (--limit, --end-mark, --next-flush) are right.
+ *          Page granularity is what a crash-state sampler (devices/log_cut.h) uses for it.
  *
  * What is logged (only operations the inner backend completed with success):
  *   write          one entry with its data, when it completed;
@@ -34,6 +42,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <sys/uio.h>
+
 #include "devices/blk.h"
 
 #define BLK_LOG_MAGIC        0x6a736677736872ULL
@@ -44,6 +54,7 @@
 #define BLK_LOG_DISCARD      4ULL
 #define BLK_LOG_MARK         8ULL
 #define BLK_LOG_METADATA     16ULL
+#define BLK_LOG_PMEM_WB      (1ULL << 8)
 #define BLK_LOG_ENTRY_HDR    32u
 /* Mark text bytes: the rest of the entry sector, keeping a terminating NUL. */
 #define BLK_LOG_MARK_MAX     (BLK_LOG_SECTOR - BLK_LOG_ENTRY_HDR - 1)
@@ -75,5 +86,31 @@ int blk_log_capture_base(const char *src, uint64_t offset, uint64_t size, const 
  * says why. */
 int blk_log_attach(const char *disk_path, uint64_t disk_offset, const char *log_path,
 		   struct blk_backend **be, char *err, size_t errlen);
+
+/* ---- the writer (one log file; used by the wrapper above and by devices/pmem_log.c) ----
+ * Thread-safe: appends are serialised, each lands whole at the end of the log. A failed
+ * append is reported once on stderr and ends the log there (later appends fail with the same
+ * error). The log is never fsynced. */
+struct blk_log_writer;
+/* Create `path` (0600, truncated, no symlink) with a superblock of 0 entries. `what` names
+ * the log in messages ("blk write_log", "pmem write_log"). 0, or -1 with err set. */
+int blk_log_writer_open(const char *path, const char *what, struct blk_log_writer **out,
+			char *err, size_t errlen);
+/* One entry at `sector` of `nr` sectors with `flags`; data: n iovecs of exactly nr sectors
+ * (NULL: zeroes; none for DISCARD, FLUSH, MARK); mark: the MARK's text. nr_entries in the
+ * superblock is rewritten after a FLUSH or MARK. 0 or -errno. */
+int blk_log_writer_append(struct blk_log_writer *w, uint64_t sector, uint64_t nr, uint64_t flags,
+			  const char *mark, const struct iovec *data, unsigned n);
+/* len / unit entries of unit bytes each (off, unit multiples of 512) from the flat buffer
+ * data (NULL: zeroes), in one write: a run of pages written back becomes one entry per page. */
+int blk_log_writer_append_units(struct blk_log_writer *w, uint64_t off, const void *data,
+				uint64_t len, uint64_t unit, uint64_t flags);
+int blk_log_writer_flush(struct blk_log_writer *w);
+/* -EINVAL if the text is not a valid mark (blk_log_check_mark), else as append. */
+int blk_log_writer_mark(struct blk_log_writer *w, const char *text);
+int blk_log_check_mark(const char *text);
+uint64_t blk_log_writer_entries(struct blk_log_writer *w);
+/* Rewrite nr_entries, close, free. NULL is ignored. */
+void blk_log_writer_close(struct blk_log_writer *w);
 
 #endif

@@ -113,6 +113,8 @@ ssize_t pcache_direct_writev(struct pcache *pc, uint64_t off, const struct iovec
 	if (p0 >= p1) { /* wholly beyond the cached range: plain file I/O */
 		pthread_mutex_lock(&pc->rmw_lock);
 		r = pcache_file_writev_any(pc, off, iov, n, len);
+		if (!r)
+			pcache_observe_write(pc, off, iov, n, len); /* the write log, rmw_lock held */
 		pthread_mutex_unlock(&pc->rmw_lock);
 		goto out;
 	}
@@ -165,6 +167,8 @@ ssize_t pcache_direct_writev(struct pcache *pc, uint64_t off, const struct iovec
 		race_delay(pc);
 		r = pcache_file_writev_any(pc, off, iov, n, len);
 		wrote = r == 0 ? 2 : 1;
+		if (!r)
+			pcache_observe_write(pc, off, iov, n, len); /* the write log, locks held */
 	}
 	/* 3. Drop the pages, or keep the ones that cannot go. All legitimate dirt was laundered
 	 *    in step 1 and the granules are unmapped, so a page DIRTY now was dirtied by a DMA

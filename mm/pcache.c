@@ -150,6 +150,7 @@ static void pcache_free(struct pcache *pc)
 	free(pc->dh0);
 	pthread_rwlock_destroy(&pc->maps_lock);
 	pthread_rwlock_destroy(&pc->wb_lock);
+	pthread_rwlock_destroy(&pc->obs_lock);
 	pthread_mutex_destroy(&pc->err_lock);
 	pthread_mutex_destroy(&pc->break_lock);
 	pthread_mutex_destroy(&pc->rmw_lock);
@@ -231,6 +232,7 @@ int pcache_open(const char *path, uint64_t size, bool readonly, struct pcache **
 	pthread_rwlockattr_init(&wa);
 	pthread_rwlockattr_setkind_np(&wa, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 	pthread_rwlock_init(&pc->wb_lock, &wa);
+	pthread_rwlock_init(&pc->obs_lock, &wa);
 	pthread_rwlockattr_destroy(&wa);
 	pthread_mutex_init(&pc->err_lock, NULL);
 	pthread_mutex_init(&pc->break_lock, NULL);

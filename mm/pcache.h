@@ -11,8 +11,9 @@
  *
  * Lock order (outermost first): pins (pcache_pin) -> the writeback lock (shared: writeback,
  * launders; exclusive only as the empty "and wait" barrier, holding nothing else) -> page
- * locks, in ascending page order -> a map's slot lock -> pcache internal mutexes (size_lock,
- * the innermost, is held only around a file-size change). A direct write beyond the cache
+ * locks, in ascending page order -> a map's slot lock -> pcache internal mutexes (size_lock
+ * is held only around a file-size change) -> obs_lock (shared around an observer callback,
+ * the innermost; the callback's own locks come after it: see "observer"). A direct write beyond the cache
  * takes rmw_lock first (outermost after pins). A pin is taken inside its own page's lock
  * section with a CAS that never blocks, so page-lock holders see pin counts that only fall.
  * Nothing sleeps on a pin drain or on BREAKING while holding a page lock. The VMM touches cache
@@ -279,6 +280,57 @@ void pcache_poison_json(struct pcache *pc, FILE *f);
  * pins, and pcache_pin sleep after taking its pins. 0 (default) = off; at most 10 s.
  * pcache_set_race_delay overrides it (unit tests). */
 void pcache_set_race_delay(struct pcache *pc, unsigned us);
+
+/* ---- observer (the write log of devices/pmem_log.h) ------------------------------------------
+ *
+ * One observer per cache sees every change that reaches the backing file, from the single place
+ * each kind happens, only after it succeeded, in file coordinates:
+ *   writeback    a run of whole DIRTY pages written to the file (write_run: writeback, FLUSH,
+ *                and the launders of direct writes and invalidations). data is the cache memory
+ *                of the run (page aligned, len a multiple of 4096). Runs with the pages' locks
+ *                and wb_lock (shared) held. The bytes are read at callback time: a guest store
+ *                through a WRITABLE granule made after the harvest may already be in them (KVM
+ *                re-dirties the page without an exit; it is written and reported again later).
+ *   write        a direct write (pcache_direct_writev: virtio-blk OUT through the cache, the
+ *                control socket's host-write) of [off, off+len), widened to 512-byte sectors:
+ *                off and len are multiples of 512 and iov holds the bytes now in the file there
+ *                (the edges of an unaligned write are read back from the file). Also used for
+ *                the unaligned edge sectors of a punch/zero. Runs with the write's page locks
+ *                (and rmw_lock beyond the cached range) held.
+ *   zero         [off, off+len) (512-aligned) now reads as zeros: punch = true for a hole punch
+ *                (virtio-blk DISCARD), false for FALLOC_FL_ZERO_RANGE (WRITE_ZEROES keeping
+ *                blocks). Runs inside the break (break_lock, page locks / rmw_lock).
+ *   truncate     the file was ftruncated to `size` (pcache_truncate). Inside the break. If ops
+ *                has no truncate, pcache_truncate refuses with -EOPNOTSUPP while it is set.
+ *   flush        a pcache_flush returned 0: its writeback, its "and wait" and its fdatasync or
+ *                fsync all succeeded. Called with no cache lock held.
+ * After pcache_power_cut nothing is reported (a FLUSH with nothing to write still returns 0
+ * then, but the machine it models has no power: the log must not say it was durable).
+ * The ordering this gives (the dm-log-writes rule): a callback for a file write runs after
+ * that write and before the lock section around it ends, so (1) changes of the same bytes are
+ * reported in the order they reached the file (they are serialized by the page locks, or by
+ * rmw_lock beyond the cache); (2) every store a FLUSH covers (made before pcache_flush was
+ * called) was written back and reported before its flush callback: either the flush wrote the
+ * page itself, or another writeback/launder holding wb_lock had taken it, and the flush's
+ * "and wait" (wb_lock exclusive) waited for that section, callback included; (3) a direct
+ * write is reported before it returns, so before any FLUSH issued after it completed. A write
+ * reported between a flush's "and wait" and its flush callback ran concurrently with that
+ * flush (it may or may not be durable): it lands before the FLUSH in the log, a superset of
+ * what the FLUSH covered and still a valid crash state. Callbacks must not call back into the
+ * cache (they hold its locks) and must not block for long (they stall the guest's faults on
+ * those pages). All callbacks of one cache run under obs_lock (shared), innermost. */
+struct pcache_observer_ops {
+	void (*writeback)(void *ctx, uint64_t off, const void *data, size_t len);
+	void (*write)(void *ctx, uint64_t off, const struct iovec *iov, unsigned n, uint64_t len);
+	void (*zero)(void *ctx, uint64_t off, uint64_t len, bool punch);
+	void (*truncate)(void *ctx, uint64_t size);
+	void (*flush)(void *ctx);
+};
+/* Install (ops != NULL) or remove (ops == NULL) the observer. Removing waits for callbacks in
+ * flight; after it returns none runs with the old ctx. Install it while the file is quiet
+ * (before the VM runs): a change in flight may be missed. Returns 0, or -EBUSY if another
+ * observer is installed. */
+int pcache_set_observer(struct pcache *pc, const struct pcache_observer_ops *ops, void *ctx);
 
 /* ---- statistics and checks --------------------------------------------------------------- */
 

@@ -110,6 +110,12 @@ struct pcache {
 				     * too), not fdatasync */
 	unsigned race_delay_us;     /* CVMM_RACE_DELAY_US (tests): see pcache_set_race_delay */
 
+	/* The observer (pcache.h): ops read atomically; obs_lock (writer-preferring) is held shared
+	 * around each callback and exclusive to change them. Innermost, below size_lock. */
+	pthread_rwlock_t obs_lock;
+	const struct pcache_observer_ops *obs_ops; /* atomic */
+	void *obs_ctx;
+
 	struct pcache_stats st;     /* updated with relaxed atomics */
 
 	/* An invariant found broken (pcache_bug): set once, never cleared; the VM glue stops
@@ -255,6 +261,19 @@ int pcache_file_writev_any(struct pcache *pc, uint64_t off, const struct iovec *
 int pcache_file_reserve(struct pcache *pc, uint64_t off, uint64_t len);
 /* Punch (zero = false) or zero a range of the file, writing zeros where neither is supported. */
 int pcache_file_zero_range(struct pcache *pc, uint64_t off, uint64_t len, bool zero);
+
+/* ---- observer.c: report file changes to the observer (pcache.h), if one is set ---------- */
+
+void pcache_observe_writeback(struct pcache *pc, uint64_t off, const void *data, size_t len);
+/* A direct write of [off, off+len) that succeeded; the caller still holds the locks covering
+ * the sectors it touched (their other bytes are read back from the file when unaligned). */
+void pcache_observe_write(struct pcache *pc, uint64_t off, const struct iovec *iov, unsigned n,
+			  uint64_t len);
+void pcache_observe_zero(struct pcache *pc, uint64_t off, uint64_t len, bool punch);
+void pcache_observe_truncate(struct pcache *pc, uint64_t size);
+void pcache_observe_flush(struct pcache *pc);
+/* An observer is set that cannot take a truncate. */
+bool pcache_observer_refuses_truncate(struct pcache *pc);
 
 /* ---- dirty.c ----------------------------------------------------------------------------- */
 

@@ -117,11 +117,16 @@ static int break_file(struct pcache *pc, uint64_t off, uint64_t len, enum break_
 				break;
 			}
 		pthread_mutex_unlock(&pc->size_lock);
-		if (!r)
+		if (!r) {
 			__atomic_store_n(&pc->meta_dirty, 1, __ATOMIC_RELEASE);
+			pcache_observe_truncate(pc, off);
+		}
 		return r;
 	}
-	return pcache_file_zero_range(pc, off, len, op == BREAK_ZERO);
+	int r = pcache_file_zero_range(pc, off, len, op == BREAK_ZERO);
+	if (!r && len)
+		pcache_observe_zero(pc, off, len, op == BREAK_PUNCH); /* the write log, in the break */
+	return r;
 }
 
 /* Seed 001 (Williams: "drain all pinned / referenced pages ... before attempting an operation
@@ -211,6 +216,8 @@ int pcache_truncate(struct pcache *pc, uint64_t size)
 		return -EINVAL;
 	if (size > (uint64_t)INT64_MAX)
 		return -EFBIG;
+	if (pcache_observer_refuses_truncate(pc))
+		return -EOPNOTSUPP;
 	STAT_ADD(pc, truncates, 1);
 	/* off = the new end of file; the break covers the cached pages beyond it (len 0 if the
 	 * cache ends before it: then only the ftruncate). */

@@ -47,6 +47,8 @@ static int write_run(struct pcache *pc, uint64_t p, uint64_t n)
 		STAT_ADD(pc, write_errors, 1);
 		return r;
 	}
+	/* The write log (pcache.h "observer"): pages still locked, wb_lock still shared. */
+	pcache_observe_writeback(pc, p * PAGE_SIZE, pc->mem + p * PAGE_SIZE, n * PAGE_SIZE);
 	STAT_ADD(pc, pages_written, n);
 	STAT_ADD(pc, wb_writes, 1);
 	return 0;
@@ -175,5 +177,9 @@ int pcache_flush(struct pcache *pc, uint64_t *cursor)
 		ret = -pc->err_last;
 	*cursor = pc->err_seq;
 	pthread_mutex_unlock(&pc->err_lock);
+	/* The log's FLUSH entry, after the writeback's "and wait" and the sync succeeded: every
+	 * write this flush covers was reported before (pcache.h "observer"). */
+	if (!ret)
+		pcache_observe_flush(pc);
 	return ret;
 }

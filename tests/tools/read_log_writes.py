@@ -18,6 +18,9 @@ import sys
 
 MAGIC = 0x6A736677736872
 FLUSH, FUA, DISCARD, MARK, METADATA = 1, 2, 4, 8, 16
+# cvmm's own bit (devices/blk_log.h): a 4 KiB page written back from a pmem window, replayed
+# as a plain write of its 8 sectors.
+PMEM_WB = 256
 
 
 def die(msg):
@@ -46,7 +49,7 @@ def parse(path):
             die("entry %d truncated" % i)
         sector, nsec, flags, dlen = struct.unpack_from("<QQQQ", blob, pos)
         rest = blob[pos + 32:pos + ss]
-        if flags & ~(FLUSH | FUA | DISCARD | MARK | METADATA):
+        if flags & ~(FLUSH | FUA | DISCARD | MARK | METADATA | PMEM_WB):
             die("entry %d: unknown flags %#x" % (i, flags))
         if flags == 0 and nsec == 0:
             die("entry %d: all-zero entry" % i)
@@ -64,6 +67,8 @@ def parse(path):
                 die("entry %d: header sector not zero-padded" % i)
         if flags & FLUSH and nsec:
             die("entry %d: FLUSH with sectors (cvmm writes empty flushes)" % i)
+        if flags & PMEM_WB and (flags != PMEM_WB or nsec != 8 or sector % 8):
+            die("entry %d: PMEM_WB must be one 4 KiB page, alone" % i)
         pos += ss
         data = b""
         if not flags & DISCARD:
