@@ -72,6 +72,7 @@ static const struct key_desc config_keys[] = {
 	{ "pmem", "populate", KEY_BOOL, PMEM(populate) },
 	{ "pmem", "readonly", KEY_BOOL, PMEM(readonly) },
 	{ "pmem", "flush", KEY_FLUSH, PMEM(flush_ignore) },
+	{ "pmem", "write_log", KEY_PATH, PMEM(write_log) },
 	{ "pmem", "fault", KEY_FAULT, PMEM(faults) },
 	{ "blk", "path", KEY_PATH, BLK(path) },
 	{ "blk", "offset", KEY_SIZE, BLK(offset) },
@@ -720,6 +721,44 @@ static int config_validate_faults(const struct fault_lines *fl, const char *labe
 	return 0;
 }
 
+/* A write_log path (any device): a new file, not a device's image or another device's log;
+ * the device writable and syncing (a log without FLUSH points has nothing to replay to). */
+static int config_validate_log(const struct vm_config *c, const char *w, const char *l,
+			       bool readonly, bool flush_ignore, char *err, size_t errlen)
+{
+	size_t n = strlen(w);
+	if (flush_ignore)
+		return config_fail(err, errlen, "%s flush = ignore with write_log: the log would "
+				   "have no FLUSH points to replay to; drop one of them", l);
+	if (readonly)
+		return config_fail(err, errlen, "%s write_log '%s': the device is read-only "
+				   "(readonly = on): there is nothing to log", l, w);
+	if (w[n - 1] == '/')
+		return config_fail(err, errlen, "%s write_log '%s': is a directory name, give a "
+				   "file", l, w);
+	if (n + sizeof(".base") > CONFIG_PATH_MAX)
+		return config_fail(err, errlen, "%s write_log: path too long (PATH.base must fit in "
+				   "%d bytes)", l, CONFIG_PATH_MAX);
+	/* (device setup also compares the files themselves, by device and inode) */
+	unsigned logs = 0;
+	for (unsigned i = 0; i < c->nblk; i++) {
+		if (!strcmp(w, c->blk[i].path))
+			return config_fail(err, errlen, "%s write_log '%s': is a disk image itself; "
+					   "give a new file", l, w);
+		logs += !strcmp(w, c->blk[i].write_log);
+	}
+	for (unsigned i = 0; i < c->npmem; i++) {
+		if (!strcmp(w, c->pmem[i].path))
+			return config_fail(err, errlen, "%s write_log '%s': is a pmem image; give a "
+					   "new file", l, w);
+		logs += !strcmp(w, c->pmem[i].write_log);
+	}
+	if (logs > 1)
+		return config_fail(err, errlen, "%s write_log '%s': is also the log of another "
+				   "device; give each its own", l, w);
+	return 0;
+}
+
 static int config_validate_pmem(const struct vm_config *c, const struct pmem_config *p,
 				char *err, size_t errlen)
 {
@@ -736,7 +775,15 @@ static int config_validate_pmem(const struct vm_config *c, const struct pmem_con
 		return config_fail(err, errlen,
 				   "%s granule: %llu bytes is not a power of two in 4 KiB..2 MiB", l,
 				   (unsigned long long)g);
-	(void)c;
+	if (p->write_log[0] && config_validate_log(c, p->write_log, l, p->readonly, p->flush_ignore,
+						   err, errlen))
+		return -1;
+	for (unsigned i = 0; p->write_log[0] && i < c->npmem; i++)
+		if (&c->pmem[i] != p && !strcmp(c->pmem[i].path, p->path) &&
+		    c->pmem[i].write_log[0] && &c->pmem[i] < p)
+			return config_fail(err, errlen, "%s write_log: pmem \"%s\" is the same file and "
+					   "has a write_log too; one log per file covers every view: "
+					   "keep one", l, c->pmem[i].name);
 	return config_validate_faults(&p->faults, l, err, errlen);
 }
 
@@ -748,9 +795,6 @@ static int config_validate_blk(const struct vm_config *c, const struct blk_confi
 	dev_label("blk", d->name, l, sizeof(l));
 	if (!d->path[0])
 		return config_fail(err, errlen, "%s path: not set ([%s] path = FILE)", l, l);
-	if (d->write_log[0] && d->flush_ignore)
-		return config_fail(err, errlen, "%s flush = ignore with write_log: the log would "
-				   "have no FLUSH points to replay to; drop one of them", l);
 	if (d->workers > CONFIG_MAX_BLK_WORKERS)
 		return config_fail(err, errlen, "%s workers: %u is more than %u", l, d->workers,
 				   CONFIG_MAX_BLK_WORKERS);
@@ -758,35 +802,13 @@ static int config_validate_blk(const struct vm_config *c, const struct blk_confi
 		return -1;
 	if (!d->write_log[0])
 		return 0;
-	const char *w = d->write_log;
-	size_t n = strlen(w);
-	if (d->readonly)
-		return config_fail(err, errlen, "%s write_log '%s': the disk is read-only "
-				   "(readonly = on): there is nothing to log", l, w);
-	if (w[n - 1] == '/')
-		return config_fail(err, errlen, "%s write_log '%s': is a directory name, give a "
-				   "file", l, w);
-	if (n + sizeof(".base") > CONFIG_PATH_MAX)
-		return config_fail(err, errlen, "%s write_log: path too long (PATH.base must fit in "
-				   "%d bytes)", l, CONFIG_PATH_MAX);
-	/* (blk_setup also compares the files themselves, by device and inode) */
-	for (unsigned i = 0; i < c->nblk; i++) {
-		if (!strcmp(w, c->blk[i].path))
-			return config_fail(err, errlen, "%s write_log '%s': is a disk image itself; "
-					   "give a new file", l, w);
-		if (&c->blk[i] != d && !strcmp(w, c->blk[i].write_log))
-			return config_fail(err, errlen, "%s write_log '%s': is also the log of "
-					   "another disk; give each its own", l, w);
-	}
-	for (unsigned i = 0; i < c->npmem; i++) {
-		if (!strcmp(w, c->pmem[i].path))
-			return config_fail(err, errlen, "%s write_log '%s': is a pmem image; give a "
-					   "new file", l, w);
+	if (config_validate_log(c, d->write_log, l, d->readonly, d->flush_ignore, err, errlen))
+		return -1;
+	for (unsigned i = 0; i < c->npmem; i++)
 		if (!strcmp(d->path, c->pmem[i].path))
-			return config_fail(err, errlen, "%s write_log '%s': the disk is a [pmem] "
-					   "file, and stores through the pmem window are not logged "
-					   "yet: the log would miss them", l, w);
-	}
+			return config_fail(err, errlen, "%s write_log '%s': the disk is the file of pmem "
+					   "\"%s\": set write_log in that [pmem] section instead, its "
+					   "log covers both views", l, d->write_log, c->pmem[i].name);
 	return 0;
 }
 

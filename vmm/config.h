@@ -44,6 +44,8 @@ struct pmem_config {
 	bool readonly;
 	bool flush_ignore;     /* flush = ignore: FLUSH is acknowledged after writeback, without
 				* fdatasync (throwaway CI guests; not crash-safe) */
+	char write_log[CONFIG_PATH_MAX]; /* the FILE's log (devices/pmem_log.h): every change of
+					  * the file through any view, "" = none; base at PATH.base */
 	struct fault_lines faults;
 };
 

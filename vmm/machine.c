@@ -160,8 +160,8 @@ static int blk_setup(struct vm *vm, struct vm_blk *d, char *err, size_t errlen)
 	struct pmem_window *shared = window_of_file(vm, c->path);
 	d->shared = shared;
 	if (shared && c->write_log[0]) {
-		snprintf(err, errlen, "blk %s write_log '%s': the disk is the file of pmem %s, and "
-			 "stores through the pmem window are not logged yet: the log would miss them",
+		snprintf(err, errlen, "blk %s write_log '%s': the disk is the file of pmem %s: set "
+			 "write_log in that [pmem] section instead, its log covers both views",
 			 c->name, c->write_log, shared->name);
 		return -1;
 	}

@@ -377,6 +377,14 @@ void pmem_window_stats_json(struct pmem_window *w, FILE *f)
 	fputc('}', f);
 }
 
+void pmem_window_unmap(struct pmem_window *w)
+{
+	if (!w)
+		return;
+	pcache_map_destroy(w->map);
+	w->map = NULL;
+}
+
 void pmem_window_destroy(struct pmem_window *w)
 {
 	if (!w)

@@ -93,6 +93,9 @@ int pmem_window_flush(struct pmem_window *w);
 /* "pmem: 64 MiB at 0x100000000, granule 64 KiB: faults 3 (...)" (no newline) */
 void pmem_window_summary(struct pmem_window *w, char *buf, size_t len);
 void pmem_window_stats_json(struct pmem_window *w, FILE *f);
+/* Unmap every granule (harvesting the guest's stores into DIRTY pages), so that a write log
+ * can see the exit-time writeback (vm_destroy). vCPUs stopped. Idempotent. */
+void pmem_window_unmap(struct pmem_window *w);
 /* Unmap everything, write back dirty data, close. vCPUs must be stopped; before the VM fd
  * is closed. */
 void pmem_window_destroy(struct pmem_window *w);

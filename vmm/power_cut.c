@@ -57,11 +57,13 @@ int power_cut_parse_state(const char *state, struct power_cut_plan *p, char *err
 	if (!state || !*state || !strcmp(state, "last-flush"))
 		return 0;
 	const char *end;
-	if (!strncmp(state, "sample:", 7) && !decimal(state + 7, &p->seed, &end) && !*end) {
+	/* SEED >= 1: seed 0 is devices/log_cut.h's "exactly the last FLUSH" */
+	if (!strncmp(state, "sample:", 7) && !decimal(state + 7, &p->seed, &end) && !*end &&
+	    p->seed) {
 		p->sample = true;
 		return 0;
 	}
-	return fail(err, errlen, "bad state (want last-flush or sample:SEED)", state);
+	return fail(err, errlen, "bad state (want last-flush or sample:SEED, SEED >= 1)", state);
 }
 
 int power_cut_parse(const char *trigger, const char *state, struct power_cut_plan *p,

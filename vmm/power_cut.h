@@ -6,13 +6,15 @@
  *   after:DURATION    DURATION after the VM starts (e.g. 500ms, 3s, 2m)
  *   at-mark:NAME      when a mark with text NAME is added (control socket "mark")
  * What the files hold afterwards ([vm] power_cut_state, or "state" in the request):
- *   last-flush (default)  a device with a write log: exactly its state at the log's last
- *                         FLUSH (rebuilt from the log and its base); a device without one: what
+ *   last-flush (default)  a device with a write log ([blk] or [pmem] write_log): exactly its
+ *                         state at the log's last FLUSH (rebuilt from the log and its base,
+ *                         devices/log_cut.h, after every file is closed); a device without one: what
  *                         reached the file before the cut (every completed blk write, and the
  *                         pmem pages written back by FLUSHes or host reads: a superset of the
  *                         last FLUSH, itself a possible crash state)
  *   sample:SEED           with a write log: the last FLUSH plus a random subset of the writes
- *                         after it, drawn from SEED (the same seed gives the same state)
+ *                         after it (sectors of blk writes, pages of pmem writebacks), drawn
+ *                         from SEED >= 1 (the same seed gives the same state)
  * From the cut on nothing reaches the files: the page caches refuse writes
  * (pcache_power_cut), the disks answer IOERR, no dirty page is written back at exit.
  * cvmm then exits with CVMM_EXIT_POWER_CUT. */

@@ -1,6 +1,8 @@
 #include "vmm/vm.h"
 
 #include "devices/blk_log.h"
+#include "devices/log_cut.h"
+#include "devices/pmem_log.h"
 #include "devices/pmem.h"
 
 #include <errno.h>
@@ -178,11 +180,26 @@ static int control_mark(void *ctx, const char *device, const char *text, char *e
 		}
 		logs++;
 	}
-	for (unsigned i = 0; !found && i < vm->npmem; i++)
-		if (!strcmp(device, vm->pmem[i].cfg->name)) {
-			snprintf(err, errlen, "device \"%s\" has no write_log", device);
+	for (unsigned i = 0; i < vm->npmem; i++) {
+		struct vm_pmem *p = &vm->pmem[i];
+		if (device && strcmp(device, p->cfg->name))
+			continue;
+		found = true;
+		if (!p->log) {
+			if (device) {
+				snprintf(err, errlen, "device \"%s\" has no write_log", device);
+				return -1;
+			}
+			continue;
+		}
+		int r = pmem_log_mark(p->log, text);
+		if (r) {
+			snprintf(err, errlen, "%s: %s", p->cfg->name,
+				 r == -EINVAL ? "bad mark text (1..479 bytes, no NUL)" : strerror(-r));
 			return -1;
 		}
+		logs++;
+	}
 	if (!found) {
 		snprintf(err, errlen, "no device \"%s\"", device);
 		return -1;
@@ -334,6 +351,15 @@ int vm_create(struct vm *vm, struct vm_config *cfg, char *err, size_t errlen)
 		vm->npmem = i + 1;
 		at.above = p->win->base + p->win->size + PMEM_WINDOW_PARK;
 		at.slot_base += pmem_window_nslots(p->win);
+	}
+	/* [pmem] write_log: the file as it is now to PATH.base, then every change of it through
+	 * any view (devices/pmem_log.h). Before the devices: nothing has run yet. */
+	for (unsigned i = 0; i < vm->npmem; i++) {
+		struct vm_pmem *p = &vm->pmem[i];
+		if (p->cfg->write_log[0] &&
+		    pmem_log_attach(p->win->pc, p->cfg->path, p->cfg->write_log, &p->log, err,
+				    errlen))
+			return -1;
 	}
 	if (devices_setup(vm, err, errlen))
 		return -1;
@@ -584,6 +610,34 @@ void vm_print_summary(struct vm *vm)
 	}
 }
 
+/* After a power cut, a device with a write log gets exactly its last FLUSH (or a sampled
+ * state after it): devices/log_cut.h, on the closed log and file. FULL: rebuilt from the
+ * base, not only the ranges logged after the FLUSH, because a write racing the cut may have
+ * reached the file without reaching the log. */
+static void power_cut_rewind(struct vm *vm)
+{
+	uint64_t seed = vm->cut_plan.sample ? vm->cut_plan.seed : 0;
+	for (unsigned i = 0; i < vm->cfg->nblk + vm->cfg->npmem; i++) {
+		bool blk = i < vm->cfg->nblk;
+		const char *name = blk ? vm->cfg->blk[i].name : vm->cfg->pmem[i - vm->cfg->nblk].name;
+		const char *log = blk ? vm->cfg->blk[i].write_log
+				      : vm->cfg->pmem[i - vm->cfg->nblk].write_log;
+		const char *path = blk ? vm->cfg->blk[i].path : vm->cfg->pmem[i - vm->cfg->nblk].path;
+		uint64_t off = blk ? vm->cfg->blk[i].offset : 0;
+		if (!log[0])
+			continue;
+		char base[CONFIG_PATH_MAX + 8], report[512], err[512];
+		snprintf(base, sizeof(base), "%s.base", log);
+		if (blk_log_power_cut(log, base, path, off, seed, BLK_LOG_CUT_FULL, report,
+				      sizeof(report), err, sizeof(err)))
+			fprintf(stderr, "cvmm: power cut: %s %s: the file could not be set to its "
+				"crash state: %s\n", blk ? "blk" : "pmem", name, err);
+		else
+			fprintf(stderr, "cvmm: power cut: %s %s: %s\n", blk ? "blk" : "pmem", name,
+				report);
+	}
+}
+
 void vm_destroy(struct vm *vm)
 {
 	/* First: its requests use the devices and the page cache. */
@@ -597,10 +651,34 @@ void vm_destroy(struct vm *vm)
 	/* Device I/O threads use guest RAM: stop them before it goes away. */
 	devices_destroy(vm);
 	/* mm: unmap the window and write back what the guest left dirty (needs vm_fd). */
+	/* The windows' order matters with write logs (devices/pmem_log.h): unmap them all (the
+	 * guest's last stores become DIRTY pages), then each log sees the exit-time writeback as
+	 * a FLUSH of its own before it closes (after a power cut: nothing more reaches the file,
+	 * nothing is logged), then the last references go. */
+	for (unsigned i = 0; i < vm->npmem; i++)
+		pmem_window_unmap(vm->pmem[i].win);
+	bool cut = __atomic_load_n(&vm->cut, __ATOMIC_ACQUIRE);
+	for (unsigned i = 0; i < vm->npmem; i++) {
+		struct vm_pmem *p = &vm->pmem[i];
+		if (!p->log)
+			continue;
+		if (!cut) {
+			uint64_t cursor = pcache_errseq_sample(p->win->pc);
+			int r = pcache_flush(p->win->pc, &cursor);
+			if (r)
+				fprintf(stderr, "cvmm: pmem %s: writing back at exit: %s\n",
+					p->cfg->name, strerror(-r));
+		}
+		pmem_log_detach(p->log);
+		p->log = NULL;
+	}
 	for (unsigned i = 0; i < vm->npmem; i++) {
 		pmem_window_destroy(vm->pmem[i].win);
 		vm->pmem[i].win = NULL;
 	}
+	/* Every file is closed: a power cut leaves the logged ones as the plan says. */
+	if (cut)
+		power_cut_rewind(vm);
 	vm->npmem = 0;
 	if (vm->serial) {
 		serial_destroy(vm->serial);

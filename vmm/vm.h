@@ -41,6 +41,7 @@ struct virtio_pci;
 struct pmem_dev;
 
 struct pmem_window;
+struct pmem_log;
 struct control;
 
 enum vm_exit_kind {
@@ -82,6 +83,7 @@ struct vm_pmem {
 	struct pmem_window *win;
 	struct pmem_dev *dev;          /* devices/pmem.h */
 	struct virtio_pci *pci;
+	struct pmem_log *log;          /* devices/pmem_log.h: the file's write log, or NULL */
 	struct vm *vm;
 	char who[CONFIG_NAME_MAX + 16];
 };

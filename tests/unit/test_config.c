@@ -825,7 +825,7 @@ static void test_validate_named(void **state)
 			       "[blk \"b\"]\npath = b.img\nwrite_log = l\n", err, sizeof(err)), 0);
 	snprintf(c.kernel, sizeof(c.kernel), "%s", s->kernel);
 	assert_int_equal(config_validate(&c, err, sizeof(err)), -1);
-	assert_err_has(err, "blk \"a\" write_log", "another disk", NULL);
+	assert_err_has(err, "blk \"a\" write_log", "another device", NULL);
 	assert_int_equal(parse(&c, "[blk \"a\"]\npath = a.img\nwrite_log = b.img\n"
 			       "[blk \"b\"]\npath = b.img\n", err, sizeof(err)), 0);
 	snprintf(c.kernel, sizeof(c.kernel), "%s", s->kernel);
@@ -836,6 +836,39 @@ static void test_validate_named(void **state)
 	snprintf(c.kernel, sizeof(c.kernel), "%s", s->kernel);
 	assert_int_equal(config_validate(&c, err, sizeof(err)), -1);
 	assert_err_has(err, "pmem \"x\" size", "2 MiB", NULL);
+}
+
+/* [pmem] write_log (issue 16): the file's log covers every view, so a disk on that file logs
+ * through it; one log per file; a log needs a writable, syncing device. */
+static void test_pmem_write_log(void **state)
+{
+	struct scratch *s = *state;
+	struct vm_config c;
+	char err[512] = "";
+	const struct { const char *text, *want1, *want2; } bad[] = {
+		{ "[pmem]\npath = p.img\nwrite_log = p.log\nreadonly = on\n", "pmem write_log", "read-only" },
+		{ "[pmem]\npath = p.img\nwrite_log = p.log\nflush = ignore\n", "flush = ignore", "write_log" },
+		{ "[pmem]\npath = p.img\nwrite_log = p.img\n", "pmem write_log 'p.img'", "pmem image" },
+		{ "[pmem \"x\"]\npath = p.img\nwrite_log = a.log\n[pmem \"y\"]\npath = p.img\n"
+		  "write_log = b.log\n", "pmem \"y\" write_log", "one log per file" },
+		{ "[pmem]\npath = p.img\n[blk]\npath = p.img\nwrite_log = d.log\n", "blk write_log",
+		  "set write_log in that [pmem] section" },
+		{ "[pmem]\npath = p.img\nwrite_log = l\n[blk]\npath = d.img\nwrite_log = l\n",
+		  "write_log 'l'", "another device" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		if (parse(&c, bad[i].text, err, sizeof(err)))
+			fail_msg("%s: %s", bad[i].text, err);
+		snprintf(c.kernel, sizeof(c.kernel), "%s", s->kernel);
+		assert_int_equal(config_validate(&c, err, sizeof(err)), -1);
+		assert_err_has(err, bad[i].want1, bad[i].want2, NULL);
+	}
+	/* fine: the window's file logged, the disk on it without a log of its own */
+	assert_int_equal(parse(&c, "[pmem]\npath = p.img\nwrite_log = p.log\n[blk]\npath = p.img\n",
+			       err, sizeof(err)), 0);
+	snprintf(c.kernel, sizeof(c.kernel), "%s", s->kernel);
+	assert_int_equal(config_validate(&c, err, sizeof(err)), 0);
+	assert_string_equal(c.pmem[0].write_log, "p.log");
 }
 
 int main(void)
@@ -865,6 +898,8 @@ int main(void)
 		cmocka_unit_test(test_named_devices),
 		cmocka_unit_test(test_fault_lines),
 		cmocka_unit_test_setup_teardown(test_validate_named, scratch_setup,
+						scratch_teardown),
+		cmocka_unit_test_setup_teardown(test_pmem_write_log, scratch_setup,
 						scratch_teardown),
 	};
 

@@ -55,6 +55,7 @@ static void test_refusals(void **state)
 		{ "soon", NULL, "unknown trigger" },
 		{ NULL, "sample:", "bad state" },
 		{ NULL, "sample:1x", "bad state" },
+		{ NULL, "sample:0", "SEED >= 1" },
 		{ NULL, "first-flush", "first-flush" },
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
