@@ -26,7 +26,7 @@ ASAN_OBJS := $(LIB_SRCS:%.c=$(B)/asan/%.o)
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
 
-.PHONY: all run test unit integration bench fuzz clean deps images linux-images test-linux
+.PHONY: all run test unit integration bench bench-log fuzz clean deps images linux-images test-linux
 all: deps-check $(B)/cvmm $(B)/cvmmctl $(B)/cvmm-replay $(B)/guest.elf
 
 # Install missing Debian packages (as root) on first use: a plain `make` needs only the build
@@ -117,6 +117,12 @@ include tests/linux/linux-guest.mk
 # prints the table, writes build/bench/results.json and results.png.
 bench: deps-bench all
 	@python3 bench/run.py
+
+# The write logs' own cost on the host (no KVM): bench/pmem_log_micro.c, fake shadow table.
+$(B)/pmem_log_micro: bench/pmem_log_micro.c $(B)/libcvmm.a
+	$(CC) -O2 -std=gnu11 -D_GNU_SOURCE -I. -pthread -o $@ $< $(B)/libcvmm.a -lelf -pthread
+bench-log: $(B)/pmem_log_micro
+	@TMPDIR=$${TMPDIR:-/dev/shm} $(B)/pmem_log_micro
 
 # libFuzzer targets, FUZZ_SECONDS each (default 20; make test runs them too).
 fuzz: deps-test

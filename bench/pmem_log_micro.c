@@ -1,11 +1,9 @@
 /* Micro-benchmark of the pmem write log's cost (devices/pmem_log.h), no KVM needed: the fake
  * shadow table of the unit tests, a 64 MiB window, every page stored then written back in one
  * pcache_writeback_range (bulk pages/s), and 2000 FLUSHes of one dirty page each (us per
- * FLUSH), without and with the log. Not part of make bench (which measures a real guest);
- * build and run by hand:
- *   make build/libcvmm.a && gcc -O2 -std=gnu11 -D_GNU_SOURCE -I. -pthread \
- *       -o build/pmem_log_micro bench/pmem_log_micro.c build/libcvmm.a -lelf -pthread
- *   TMPDIR=/dev/shm build/pmem_log_micro      # tmpfs: the log's own cost shows best */
+ * FLUSH), without and with the log. Not part of make bench (which measures a real guest,
+ * with its "write_log on" rows): `make bench-log` (TMPDIR=/dev/shm by default: on tmpfs the
+ * log's own cost shows best; TMPDIR=/var/tmp for a disk). */
 #include <stdio.h>
 #include <time.h>
 #include "devices/pmem_log.h"
