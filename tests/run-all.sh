@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 . tests/integration/pmem.sh
 . tests/integration/coherency.sh
 . tests/integration/devices.sh
+. tests/integration/logs.sh
 . tests/integration/hardening.sh
 
 echo "# unit tests (AddressSanitizer + UndefinedBehaviorSanitizer)"
@@ -49,6 +50,8 @@ echo "# integration: one file as pmem window and blk disk, kept coherent (the pr
 coherency_tests
 echo "# integration: several disks and pmem windows at once (multi; issue 15)"
 devices_tests
+echo "# integration: write logs from a running VM: guest marks, power cut (issue 16)"
+log_tests
 echo "# integration: fsx, random pmem and blk operations against a shadow model"
 fsx_tests
 echo "# integration: crash test, cvmm killed with SIGKILL at random moments (issue 12)"

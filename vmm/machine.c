@@ -12,6 +12,7 @@
 #include "devices/debug_exit.h"
 #include "devices/fault.h"
 #include "devices/irq.h"
+#include "devices/mark_port.h"
 #include "devices/pci.h"
 #include "devices/pmem.h"
 #include "devices/serial.h"
@@ -23,6 +24,15 @@
 static void on_serial_output(void *ctx, size_t bytes)
 {
 	vm_note_output(ctx, bytes);
+}
+
+/* devices/mark_port.h: a mark from the guest goes to every write log (and the at-mark
+ * trigger); a VM without logs takes it for the trigger alone. */
+static void on_guest_mark(void *ctx, const char *text)
+{
+	char err[256];
+	if (vm_mark(ctx, NULL, text, err, sizeof(err)) < 0)
+		fprintf(stderr, "cvmm: guest mark '%s': %s\n", text, err);
 }
 
 static void on_debug_exit(void *ctx, uint32_t value)
@@ -309,6 +319,16 @@ int devices_setup(struct vm *vm, char *err, size_t errlen)
 		snprintf(err, errlen, "device registration: port range conflict (0x64, 0x600)");
 		return -1;
 	}
+	vm->mark_port = calloc(1, sizeof(*vm->mark_port));
+	if (!vm->mark_port) {
+		snprintf(err, errlen, "devices: out of memory");
+		return -1;
+	}
+	mark_port_init(vm->mark_port, on_guest_mark, vm);
+	if (mark_port_register(vm->mark_port, &vm->pio)) {
+		snprintf(err, errlen, "device registration: port range conflict (0x%x)", MARK_PORT);
+		return -1;
+	}
 	dx->on_exit = on_debug_exit;
 	dx->ctx = vm;
 	if (serial_register(vm->serial, &vm->pio) || debug_exit_register(dx, &vm->pio)) {
@@ -343,6 +363,11 @@ void devices_destroy(struct vm *vm)
 {
 	free(vm->sysctl);
 	vm->sysctl = NULL;
+	if (vm->mark_port) {
+		mark_port_destroy(vm->mark_port);
+		free(vm->mark_port);
+		vm->mark_port = NULL;
+	}
 	for (unsigned i = 0; i < vm->nblk; i++) {
 		struct vm_blk *d = &vm->blk[i];
 		if (d->pci) {

@@ -148,16 +148,19 @@ static uint64_t blk_file_end(const struct vm_blk *d)
 	return d->cfg->offset + d->dev->capacity * 512;
 }
 
+static int control_mark(void *ctx, const char *device, const char *text, char *err,
+			size_t errlen)
+{
+	return vm_mark(ctx, device, text, err, errlen);
+}
+
 static void control_power_cut(void *ctx, bool sample, uint64_t seed)
 {
 	vm_power_cut(ctx, sample, seed, "asked on the control socket");
 }
 
-/* A MARK entry in the write log of `device` (NULL: every log), then the at-mark trigger. */
-static int control_mark(void *ctx, const char *device, const char *text, char *err,
-			size_t errlen)
+int vm_mark(struct vm *vm, const char *device, const char *text, char *err, size_t errlen)
 {
-	struct vm *vm = ctx;
 	int logs = 0;
 	bool found = !device;
 	for (unsigned i = 0; i < vm->nblk; i++) {

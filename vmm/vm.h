@@ -42,6 +42,7 @@ struct pmem_dev;
 
 struct pmem_window;
 struct pmem_log;
+struct mark_port;
 struct control;
 
 enum vm_exit_kind {
@@ -118,6 +119,7 @@ struct vm {
 	struct serial *serial;
 	struct debug_exit *debug_exit;
 	struct sysctl *sysctl;         /* devices/sysctl.h: reset and power-off ports */
+	struct mark_port *mark_port;   /* devices/mark_port.h: the guest's write-log marks */
 	struct pci_host *pci;          /* devices/pci.h: host bridge, config space, MSI routes */
 	struct vm_blk blk[CONFIG_MAX_BLK]; /* the [blk] devices, in config order */
 	unsigned nblk;
@@ -148,7 +150,10 @@ void vm_destroy(struct vm *vm);
 void vm_power_cut(struct vm *vm, bool sample, uint64_t seed, const char *why);
 /* A guest FLUSH completed (any device): the after-flushes:N trigger. */
 void vm_note_flush(struct vm *vm);
-/* A mark was added (control socket): the at-mark:NAME trigger. */
+/* A MARK entry with text in the write log of `device` (NULL: every log), then the at-mark
+ * trigger: the number of logs that took it, or -1 with err set (control socket, guest port). */
+int vm_mark(struct vm *vm, const char *device, const char *text, char *err, size_t errlen);
+/* A mark was added: the at-mark:NAME trigger. */
 void vm_note_mark(struct vm *vm, const char *text);
 /* One-line summary on stderr (and JSON to cfg->stats_json if set). */
 void vm_print_summary(struct vm *vm);

@@ -3,6 +3,7 @@
  * AP routine, if any, then park in ring 3 (the VMM stops them when the BSP ends the VM). */
 #include "lib/rt.h"
 #include "scenarios/scenario.h"
+#include "lib/mark.h"
 
 void rt_start(uint64_t cpu, uint64_t start_info) __attribute__((noreturn));
 
@@ -53,9 +54,16 @@ static __attribute__((noreturn)) void bsp_main(const struct hvm_start_info *si)
 	t_diag("guest: %s, tsc %lu kHz (%s), %lu MiB free", sc->name, tsc_khz(), tsc_source(),
 	       mem_free_bytes() >> 20);
 	__atomic_store_n(&current, sc, __ATOMIC_RELEASE);
+	/* mark=TEXT / mark_end=TEXT: a write-log mark before / after the scenario (lib/mark.h) */
+	const char *mark = arg_str("mark", NULL);
+	if (mark)
+		guest_mark(mark);
 	t0 = rdtsc();
 	sc->run();
 	t1 = rdtsc();
+	mark = arg_str("mark_end", NULL);
+	if (mark)
+		guest_mark(mark);
 	t_diag("guest: boot %lu us, scenario %lu us", tsc_to_ns(t0 - boot_tsc) / 1000,
 	       tsc_to_ns(t1 - t0) / 1000);
 	t_done();
