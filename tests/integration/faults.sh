@@ -116,7 +116,7 @@ EOF
 			FASKS=$n
 			log="$log
 # harness: ask $n $cmd $dev '$arg' -> $r"
-		done < <(tr -d '\r' < "$ser" 2>/dev/null)
+		done < <(tr -d '\r' 2>/dev/null < "$ser")
 		sleep 0.05
 	done
 	wait "$pid"; FRC=$?
