@@ -29,7 +29,8 @@
  *           a read just after the range takes less than D/2; two reads that touch the range
  *           each take at least 0.9 * D by the guest's TSC clock, and return OK with the data
  *   flush   op=flush when=nth:2 effect=ioerr
- *           three FLUSHes (the scenario's only ones before the live part): OK, IOERR, OK
+ *           three times a 4 KiB write (at 5M+64K, +4K, +8K: a FLUSH with something to flush)
+ *           and a FLUSH (the scenario's only FLUSHes): OK, IOERR, OK; the writes read back
  *
  * faults.pmemJ=LIST (window J, in the guest's pmem order): `none`, or the effects of that
  * window's `when=once` FLUSH rules in their config order (= the order they fire in, one per
@@ -83,6 +84,7 @@
 #define PMEM_EIO 1      /* VIRTIO_PMEM_RESP_TYPE_EIO */
 #define PRESET 0xa5     /* read buffers start as this: a failed read moves no data */
 #define MAXSEQ 4
+#define FLUSH_OFF (5 * M + 64 * K) /* the flush case's writes */
 
 enum { C_IOERR, C_UNSUPP, C_TORN, C_DELAY, C_FLUSH, NCASE };
 static const char *const case_name[NCASE] = { "ioerr", "unsupp", "torn", "delay", "flush" };
@@ -393,14 +395,23 @@ static void flush_case(void)
 			"faults.blk names flush but the device has no FLUSH");
 		return;
 	}
+	ebase = FLUSH_OFF;
 	for (unsigned k = 1; k <= 3; k++) {
 		int w = f && k == 2 ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
+		uint64_t o = FLUSH_OFF + (k - 1) * 4 * K;
 
-		snprintf(name, sizeof(name), "flush: FLUSH %u completes %s%s", k, vblk_status_str(w),
-			 f && k == 2 ? " (when=nth:2)" : "");
+		snprintf(name, sizeof(name), "flush: a write, then FLUSH %u completes %s%s", k,
+			 vblk_status_str(w), f && k == 2 ? " (when=nth:2)" : "");
+		if (!status_is(wr(o, 4 * K, S(0x20 + k)), VIRTIO_BLK_S_OK, "write before the FLUSH")) {
+			t_check(false, name, "%s", why);
+			continue;
+		}
+		expect_data(o, 4 * K, S(0x20 + k));
 		t_check(status_is(vblk_simple(&disk, VIRTIO_BLK_T_FLUSH, 0, 0, 0, false), w, "FLUSH"),
 			name, "%s", why);
 	}
+	t_check(readback(FLUSH_OFF, 12 * K), "flush: the writes before each FLUSH read back", "%s",
+		why);
 }
 
 /* ---- pmem ------------------------------------------------------------------------------- */

@@ -10,7 +10,9 @@
 #                        rules (faults.*=none: every request OK, 0 injected)
 #   qemu_faults_tests    QEMU (KVM, else TCG: runs anywhere qemu-system-x86_64 is): the
 #                        scenario with no rules and faults.*=none passes and the files are
-#                        exactly the model; told to expect faults that are not there, it fails
+#                        exactly the model; QEMU's blkdebug doing the ioerr and flush rules
+#                        (faults.blk=ioerr,flush) passes, the file byte-exact; told to expect
+#                        faults that are not there, it fails
 #
 # The live protocol: the guest prints
 #     # faults: ask N fault-add DEV RULE        # faults: ask N fault-remove DEV RULE|all
@@ -194,6 +196,16 @@ PY
 	fi
 }
 
+# qemu_blkdebug_rules: a blkdebug config doing what the scenario's ioerr and flush rules do
+qemu_blkdebug_rules() {
+	local s
+	for s in $(seq 2048 2175); do
+		printf '[inject-error]\nevent = "pwritev"\niotype = "write"\nerrno = "5"\nsector = "%d"\n\n' "$s"
+	done
+	printf '[set-state]\nevent = "flush_to_disk"\nstate = "1"\nnew_state = "2"\n\n'
+	printf '[inject-error]\nevent = "flush_to_disk"\nstate = "2"\niotype = "flush"\nerrno = "5"\nonce = "on"\n'
+}
+
 qemu_faults_tests() {
 	if ! command -v qemu-system-x86_64 >/dev/null; then
 		skip "qemu: scenario faults without rules" "qemu-system-x86_64 not installed"
@@ -214,6 +226,23 @@ qemu_faults_tests() {
 	fi
 	fault_files "qemu: faults, no rules: each file is exactly what the guest says it wrote" "$out" \
 		"blk0=$d/d.img" "pmem0=$d/x.img" "pmem1=$d/y.img"
+
+	# QEMU's blkdebug can do two of the rules: IOERR on writes touching [1M, 1M+64K) (one
+	# inject-error per sector: blkdebug matches a request containing its one sector) and the
+	# second FLUSH failing (a set-state on the first flush event arms a once rule)
+	rm -f "$d"/*.img
+	truncate -s 16M "$d/d.img"
+	qemu_blkdebug_rules > "$d/rules.conf"
+	out=$(BLK="blkdebug:$d/rules.conf:$d/d.img" timeout 120 guest/run-qemu.sh \
+		"scenario=faults faults.blk=ioerr,flush" 2>&1); rc=$?
+	if [ "$rc" -eq 0 ] && fault_passed "$out" &&
+		printf '%s\n' "$out" | grep -q '^# faults: blk0 injected=3$'; then
+		ok "qemu (blkdebug): faults.blk=ioerr,flush: the failed writes and the failed FLUSH seen as cvmm's rules give them"
+	else
+		notok "qemu (blkdebug): faults.blk=ioerr,flush (exit $rc)" "$out"
+	fi
+	fault_files "qemu (blkdebug): the failed writes left nothing in the file (byte-exact)" "$out" \
+		"blk0=$d/d.img"
 
 	# told to expect faults that QEMU does not inject: the checks must fail, naming the status
 	rm -f "$d"/*.img
