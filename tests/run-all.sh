@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 . tests/integration/coherency.sh
 . tests/integration/devices.sh
 . tests/integration/logs.sh
+. tests/integration/faults.sh
 . tests/integration/hardening.sh
 
 echo "# unit tests (AddressSanitizer + UndefinedBehaviorSanitizer)"
@@ -52,6 +53,8 @@ echo "# integration: several disks and pmem windows at once (multi; issue 15)"
 devices_tests
 echo "# integration: write logs from a running VM: guest marks, power cut (issue 16)"
 log_tests
+echo "# integration: fault injection seen from the guest, rules changed at run time (faults; issue 15)"
+faults_tests
 echo "# integration: fsx, random pmem and blk operations against a shadow model"
 fsx_tests
 echo "# integration: crash test, cvmm killed with SIGKILL at random moments (issue 12)"
@@ -63,6 +66,8 @@ echo "# interop: the same guest under QEMU"
 qemu_tests
 echo "# interop: two disks and two pmem windows under QEMU (KVM, else TCG: runs without /dev/kvm)"
 qemu_devices_tests
+echo "# interop: scenario faults under QEMU without rules (KVM, else TCG)"
+qemu_faults_tests
 if [ -x tests/fuzz/run.sh ]; then
 	echo "# fuzz (short run)"
 	. tests/fuzz/run.sh

@@ -7,7 +7,7 @@ extern const struct scenario scenario_hello, scenario_smp, scenario_hang, scenar
 	scenario_mce;
 extern const struct scenario scenario_bench, scenario_bench_blk, scenario_bench_pmem_touch, scenario_bench_pmem_flush, scenario_bench_coherent_read, scenario_bench_idle;
 extern const struct scenario scenario_coherency, scenario_coherency_populate, scenario_fsx, scenario_fsx_smp;
-extern const struct scenario scenario_crash, scenario_multi;
+extern const struct scenario scenario_crash, scenario_multi, scenario_faults;
 
 static const struct scenario *const table[] = {
 	&scenario_hello,
@@ -24,6 +24,7 @@ static const struct scenario *const table[] = {
 	&scenario_coherency, &scenario_coherency_populate, &scenario_fsx, &scenario_fsx_smp,
 	&scenario_crash,
 	&scenario_multi,
+	&scenario_faults,
 };
 
 #define N (sizeof(table) / sizeof(table[0]))
