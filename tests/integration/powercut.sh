@@ -27,17 +27,22 @@
 #
 # powercut_pipeline_tests (runs anywhere, ~20 s): the same pipeline on logs made without a VM
 #   by tests/tools/gen-crash-log.py, which performs the crash scenario's seeded writes and
-#   FLUSHes and writes a dm-log-writes log of them from the format description (not with
-#   cvmm's writer), the base, the disk and pmem files and the serial log, for PC_HOST_CUTS
-#   (4) cut points after-flushes:N drawn from PC_SEED (default 16, printed), with a pmem log
-#   too. (A checker's failure keeps the log, base, pmem file and serial log; the states come
-#   back with the cvmm-replay line printed for their epoch.) Then two negative controls: a state with an acknowledged write dropped (its sectors
-#   put back as they were before it, from cvmm-replay --end-at-entry) must FAIL, and a log
-#   whose writer logs a write after the FLUSH that covers it (gen-crash-log.py --bug
+#   FLUSHes under a simulated after-flushes:N cut and writes a dm-log-writes log of them from
+#   the format description (not with cvmm's writer), with the base, the disk and pmem files,
+#   a pmem log (CVMM_PMEM_WB pages) and the serial log, for PC_HOST_CUTS (3) cut points N
+#   drawn from PC_SEED (default 16, printed). Then the same writes and FLUSHes go through
+#   cvmm's own writer (build/blk-log-drive: devices/blk_log.c over blk_file.c, the writes of
+#   a generation on threads of their own; SKIP if it is not built) and its log is checked
+#   the same way. Then two negative controls: a state with an acknowledged write dropped (its
+#   sectors put back as they were before it, from cvmm-replay --end-at-entry) must FAIL, and
+#   a log whose writer logs a write after the FLUSH that covers it (gen-crash-log.py --bug
 #   late-write) must give failing states. Region 2 MiB, 48 + 48 pool pages (the guest's
 #   region= pmem_pages= blk_pages=), to keep it fast; at most PC_HOST_MAX (32) states per
-#   epoch, sampled with PC_HOST_SAMPLE (24) when an epoch has more. This proves the pipeline.
-#   In the run that added it (2 shared CPUs, no /dev/kvm): 415 crash states checked in 19 s.
+#   epoch, else a sample of PC_HOST_SAMPLE (16). This proves the pipeline (and cvmm's writer
+#   under the crash workload); the cvmm run below proves cvmm. In the run that added it (2
+#   shared CPUs, no /dev/kvm): 329 crash states checked in 19 s. A failure keeps the log,
+#   base, pmem file and serial log as evidence; its states come back from them with the
+#   cvmm-replay line printed for their epoch (the seed is in it).
 #
 # powercut_tests (cvmm, needs /dev/kvm; SKIPs loudly without): PC_RUNS (6) runs of the
 #   `crash` scenario (8 MiB pmem file + 8 MiB disk with write_log), each cut after N FLUSHes,
@@ -162,6 +167,34 @@ pc_evidence() {
 	echo "$ev"
 }
 
+# pc_drive DIR WHAT MAX SAMPLE SEED: the same writes and FLUSHes (DIR/ops.txt, ops.bin) through
+# cvmm's own write log (build/blk-log-drive: devices/blk_log.c over blk_file.c, threads for
+# the writes in flight together), into DIR/cvmm/: its log, checked by the same pipeline.
+pc_drive() {
+	local dir=$1 what=$2 d=$1/cvmm out
+	if [ ! -x "${PC_DRIVE:-build/blk-log-drive}" ]; then
+		skip "$what: cvmm's own write log" "${PC_DRIVE:-build/blk-log-drive} is not built (make build/blk-log-drive)"
+		return
+	fi
+	rm -rf "$d"; mkdir -p "$d"
+	truncate -s "$(stat -c %s "$dir/disk.img")" "$d/disk.img"
+	if ! out=$("${PC_DRIVE:-build/blk-log-drive}" "$d/disk.img" "$d/disk.log" "$dir/ops.txt" \
+		"$dir/ops.bin" 2>&1) || ! cmp -s "$d/disk.img" "$dir/disk.img"; then
+		notok "$what: cvmm's write log: the script runs through it and leaves the generator's disk" "$out"
+		return
+	fi
+	pc_check_epochs cvmm "$d" "$d/disk.log" "$dir/serial.log" "$dir/pmem.img" 3 "$3" "$4" "$5"
+	PC_TOTAL=$((PC_TOTAL + PC_NSTATES))
+	printf '%s\n' "$PC_OUT" | grep -E '^cvmm blk epoch' | sed 's/^/#   /'
+	if [ "$PC_NFAIL" -ne 0 ] || [ "$PC_NSTATES" -eq 0 ]; then
+		notok "$what: cvmm's write log ($out): $PC_NFAIL of $PC_NSTATES crash states fail the check (evidence: $(pc_evidence cvmm-log "$dir" "$PC_OUT"))" \
+			"$(printf '%s\n' "$PC_OUT" | grep -v ': ok$' | grep -v 'check-crash: ok:')"
+	else
+		ok "$what: cvmm's write log, same writes ($out): all $PC_NSTATES crash states of its last 3 epochs hold every acknowledged byte"
+	fi
+	rm -rf "$d"
+}
+
 # pc_drop_write LOG EPOCH STATE OUT: OUT = STATE with the last write logged before the
 # EPOCH-th FLUSH undone (its sectors as they were before it: cvmm-replay --end-at-entry).
 # Prints "entry I sectors S+N".
@@ -182,17 +215,18 @@ pc_drop_write() {
 }
 
 powercut_pipeline_tests() {
-	local t0=$SECONDS seed=${PC_SEED:-16} cuts=${PC_HOST_CUTS:-4} i n gen dir total=0 bad=0
-	local max=${PC_HOST_MAX:-32} sample=${PC_HOST_SAMPLE:-24} out="" what
+	local t0=$SECONDS seed=${PC_SEED:-16} cuts=${PC_HOST_CUTS:-3} i n gen dir bad=0
+	local max=${PC_HOST_MAX:-32} sample=${PC_HOST_SAMPLE:-16} out="" what
 	local lay=(--region 0x200000 --pmem-pages 48 --blk-pages 48)
 	RANDOM=$seed
+	PC_TOTAL=0
 	echo "# powercut pipeline (no VM): PC_SEED=$seed, $cuts cut points"
 	dir="$T/pc-host"
 	for ((i = 0; i < cuts; i++)); do
 		n=$((6 + RANDOM % 25))
 		rm -rf "$dir"; mkdir -p "$dir"
 		gen=$(python3 tests/tools/gen-crash-log.py --out-dir "$dir" --cut-after-flushes "$n" \
-			--seed $((seed * 7919 + i)) --order-seed $((seed + i)) --pmem-log "${lay[@]}" 2>&1)
+			--seed $((seed * 7919 + i)) --order-seed $((seed + i)) --pmem-log --ops "${lay[@]}" 2>&1)
 		what="powercut pipeline: cut after $n FLUSHes (gen seed $((seed * 7919 + i)))"
 		if ! "$PC_REPLAY" "$dir/disk.log" --base "$dir/disk.log.base" --out "$dir/all.img" ||
 			! cmp -s "$dir/all.img" "$dir/disk.img"; then
@@ -201,7 +235,7 @@ powercut_pipeline_tests() {
 		fi
 		pc_check_epochs host "$dir" "$dir/disk.log" "$dir/serial.log" "$dir/pmem.img" 3 \
 			"$max" "$sample" $((seed * 100 + i)) "$dir/pmem.log"
-		total=$((total + PC_NSTATES))
+		PC_TOTAL=$((PC_TOTAL + PC_NSTATES))
 		echo "# $gen"
 		printf '%s\n' "$PC_OUT" | grep -E '^host (blk|pmem) epoch' | sed 's/^/#   /'
 		if [ "$PC_NFAIL" -ne 0 ] || [ "$PC_NSTATES" -eq 0 ]; then
@@ -211,6 +245,7 @@ powercut_pipeline_tests() {
 		else
 			ok "$what: all $PC_NSTATES crash states (blk and pmem logs, last 3 epochs each) hold every acknowledged byte"
 		fi
+		pc_drive "$dir" "$what" "$max" "$sample" $((seed * 100 + 50 + i))
 	done
 
 	# Negative control 1: drop an acknowledged write from a passing state.
@@ -244,7 +279,7 @@ powercut_pipeline_tests() {
 		--seed "$seed" --bug late-write "${lay[@]}" 2>&1)
 	pc_check_epochs bug "$dir" "$dir/disk.log" "$dir/serial.log" "$dir/pmem.img" 2 \
 		"$max" "$sample" "$seed"
-	total=$((total + PC_NSTATES))
+	PC_TOTAL=$((PC_TOTAL + PC_NSTATES))
 	if [ "$PC_NFAIL" -gt 0 ] && [ "$PC_NFAIL" -lt "$PC_NSTATES" ]; then
 		ok "powercut pipeline: a log with writes logged after their FLUSH (--bug late-write) gives $PC_NFAIL failing crash states of $PC_NSTATES"
 	else
@@ -253,7 +288,7 @@ powercut_pipeline_tests() {
 $(printf '%s\n' "$PC_OUT" | tail -n 20)"
 	fi
 	rm -rf "$dir"
-	echo "# powercut pipeline: $total crash states checked in $((SECONDS - t0)) s"
+	echo "# powercut pipeline: $PC_TOTAL crash states checked in $((SECONDS - t0)) s"
 }
 
 # pc_conf CONF DIR N: cvmm's config: pmem on DIR/pmem.img, the disk DIR/disk.img with its
@@ -274,9 +309,10 @@ powercut_tests() {
 			"no usable /dev/kvm on this machine: the cvmm power-cut test did NOT run (powercut pipeline above ran on generated logs)"
 		return
 	fi
-	local t0=$SECONDS seed=${PC_SEED:-16} runs=${PC_RUNS:-6} i n rc dir conf total=0 want E
+	local t0=$SECONDS seed=${PC_SEED:-16} runs=${PC_RUNS:-6} i n rc dir conf want E
 	local gseed what plog ev disk_ok
 	RANDOM=$seed
+	PC_TOTAL=0
 	gseed=$((seed * 1000003 + 11))
 	echo "# powercut: PC_SEED=$seed (guest seed=$gseed), $runs runs"
 	for ((i = 0; i < runs; i++)); do
@@ -322,7 +358,7 @@ powercut_tests() {
 			"${PC_EPOCHS:-3}" "${PC_MAX:-64}" "${PC_SAMPLE:-32}" $((seed * 100 + i)) "$plog"
 		echo "# run $i: N=$n, $(grep -c '^crash: acked' "$dir/serial.log") generations acked, $E FLUSH entries, disk file: ${disk_ok:-WRONG}"
 		printf '%s\n' "$PC_OUT" | grep -E "^run$i (blk|pmem) epoch" | sed 's/^/#   /'
-		total=$((total + PC_NSTATES))
+		PC_TOTAL=$((PC_TOTAL + PC_NSTATES))
 		if [ -z "$disk_ok" ]; then
 			notok "$what: the disk file is what the log says (the last FLUSH$([ "${PC_EXPECT_REWIND:-0}" != 1 ] && echo ', or every logged write')) (evidence: $(pc_evidence "run$i" "$dir" ""))"
 		elif [ "$PC_NFAIL" -ne 0 ] || [ "$PC_NSTATES" -eq 0 ]; then
@@ -334,7 +370,7 @@ powercut_tests() {
 		fi
 		rm -rf "$dir"
 	done
-	echo "# powercut: $runs runs, $total crash states checked in $((SECONDS - t0)) s"
+	echo "# powercut: $runs runs, $PC_TOTAL crash states checked in $((SECONDS - t0)) s"
 }
 
 # Run alone: tests/integration/powercut.sh

@@ -7,7 +7,7 @@ where no /dev/kvm is; the same pipeline then runs on cvmm's own logs where there
 
   gen-crash-log.py --out-dir DIR --cut-after-flushes N [--seed S] [--order-seed X]
                    [--region BYTES] [--pmem-pages N] [--blk-pages N] [--pm-max N] [--bk-max N]
-                   [--pmem-log] [--bug late-write]
+                   [--pmem-log] [--bug late-write] [--ops]
 
 Independent of cvmm's C writer (devices/blk_log.h is the format it follows): the log is written
 here from the format description (Linux Documentation/admin-guide/device-mapper/log-writes.rst):
@@ -36,6 +36,12 @@ of B_g is logged after the FLUSH that opens generation g + 1 instead of before i
 that logs a completed write after the FLUSH that covers it). Every epoch's crash states without
 that write (the state with no unit applied is always produced) then lack an acknowledged
 write, and the checker must say so.
+
+--ops also writes the blk side as a script for tests/tools/blk-log-drive.c, which runs it
+through cvmm's own write log (devices/blk_log.c): DIR/ops.txt, one line each, `F` (a FLUSH),
+`W SECTOR NR OFFSET` (a write of NR sectors whose data is at OFFSET of DIR/ops.bin) and `B`
+(the writes since the last B or F were in flight together: wait for them all), in the guest's
+order, cut where the power cut falls (only the writes that completed before it).
 
 Prints one line: key=value pairs (flushes, entries, acked, last_flush, pmem_gens, bug).
 """
@@ -92,7 +98,10 @@ def main():
     ap.add_argument("--bk-max", type=int, default=6)
     ap.add_argument("--pmem-log", action="store_true")
     ap.add_argument("--bug", choices=("late-write",))
+    ap.add_argument("--ops", action="store_true")
     a = ap.parse_args()
+    if a.ops and a.bug:
+        ap.error("--ops and --bug: the script is the guest's side, the bug a writer's")
     if a.cut_after_flushes < 1:
         ap.error("--cut-after-flushes: at least 1")
     os.makedirs(a.out_dir, exist_ok=True)
@@ -108,6 +117,8 @@ def main():
               f"pmem_pages={a.pmem_pages} blk_pages={a.blk_pages} pm_max={a.pm_max} "
               f"bk_max={a.bk_max} start=1"]
     tag = L.tag
+    ops = open(os.path.join(a.out_dir, "ops.txt"), "w") if a.ops else None
+    opsbin = open(os.path.join(a.out_dir, "ops.bin"), "wb") if a.ops else None
 
     def data_of(page, w0, nw, g):
         o = page * PAGE + 8 * w0
@@ -123,6 +134,8 @@ def main():
         g += 1
         # 1. the blk FLUSH
         log.entry(0, 0, FLUSH)
+        if ops:
+            ops.write("F\n")
         blk_flushes += 1
         if late:
             log.entry(*late)
@@ -163,6 +176,11 @@ def main():
                 log.entry(*w)
             sec, nr, _, d = w
             disk[sec * SECTOR:sec * SECTOR + len(d)] = d
+            if ops:
+                ops.write(f"W {sec} {nr} {opsbin.tell()}\n")
+                opsbin.write(d)
+        if ops and done:
+            ops.write("B\n")
         # 5. the ack
         if not cut or (len(done) == len(writes) and rng.randrange(2)):
             serial.append(f"crash: acked {g}")
@@ -173,6 +191,9 @@ def main():
     if late:
         log.entry(*late)
     log.close()
+    if ops:
+        ops.close()
+        opsbin.close()
     if plog:
         plog.close()
     for name, buf in (("disk.log.base", bytes(size)), ("disk.img", disk), ("pmem.img", pmem)):
