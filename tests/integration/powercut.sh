@@ -220,7 +220,7 @@ powercut_pipeline_tests() {
 	local lay=(--region 0x200000 --pmem-pages 48 --blk-pages 48)
 	RANDOM=$seed
 	PC_TOTAL=0
-	echo "# powercut pipeline (no VM): PC_SEED=$seed, $cuts cut points"
+	echo "# powercut pipeline (no VM): PC_SEED=$seed, cut points: $cuts"
 	dir="$T/pc-host"
 	for ((i = 0; i < cuts; i++)); do
 		n=$((6 + RANDOM % 25))
