@@ -75,6 +75,11 @@ $(B)/cvmm-replay: tools/cvmm-replay.c
 	@mkdir -p $(dir $@) $(B)/dep
 	$(CC) $(CFLAGS) $(DEPFLAGS) -MF $(B)/dep/$(@F).d -o $@ $<
 
+# Runs a script of writes and FLUSHes through cvmm's write log (tests/integration/powercut.sh).
+$(B)/blk-log-drive: tests/tools/blk-log-drive.c $(B)/libcvmm.a
+	@mkdir -p $(dir $@) $(B)/dep
+	$(CC) $(CFLAGS) $(DEPFLAGS) -MF $(B)/dep/$(@F).d -o $@ $< $(B)/libcvmm.a $(LDLIBS)
+
 # test_blk_log and test_pmem_log run the replay tool on the logs they make; test_replay on
 # logs it writes by hand.
 $(B)/tests/test_blk_log: $(B)/cvmm-replay
@@ -99,7 +104,7 @@ run: all images
 unit: deps-test $(UNIT_BINS)
 	@tests/run-unit.sh $(UNIT_BINS)
 
-test: deps-test all $(UNIT_BINS) $(TSAN_BINS) images
+test: deps-test all $(UNIT_BINS) $(TSAN_BINS) $(B)/blk-log-drive images
 	@tests/run-all.sh
 
 # A Debian cloud kernel + busybox initramfs under build/linux/ (downloads the package once).

@@ -60,6 +60,10 @@ fsx_tests
 echo "# integration: crash test, cvmm killed with SIGKILL at random moments (issue 12)"
 . tests/integration/crash.sh
 crash_tests
+echo "# integration: power cut and every crash state of the write log (issue 16; the pipeline runs without a VM too)"
+. tests/integration/powercut.sh
+powercut_pipeline_tests
+powercut_tests
 echo "# integration: hardening (created files, serial budget, control clients, seccomp)"
 hardening_tests
 echo "# interop: the same guest under QEMU"

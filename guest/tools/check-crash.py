@@ -3,7 +3,9 @@
 
     guest/tools/check-crash.py FILE --serial LOG [--serial LOG2 ...] [--acked G] [--max-gen M]
                                [--blk-file DISK] [--file-offset 0] [--quiet] [--selftest]
-    guest/tools/check-crash.py --batch LIST      (lines: FILE [blk=DISK] LOG [LOG...])
+                               [--only blk|pmem]
+    guest/tools/check-crash.py --batch LIST      (lines: FILE [blk=DISK] [only=blk|pmem]
+                                                  [acked=G] [maxgen=M] LOG [LOG...])
 
 The guest (guest/scenarios/crash.c) prints its layout once per run,
     # crash: layout seed=0x... base=N region=N pmem_pages=N blk_pages=N pm_max=N bk_max=N start=S
@@ -37,6 +39,12 @@ T = mix64(seed) & 0xffffffff and o the window offset (the file offset minus --fi
 0 when the window maps the file from its start, as in the harness). A resumed run rewrites
 B_(S-1) and P_S, B_S with the same values: never older than acknowledged, so the model is one
 sequence of generations whatever the runs were.
+
+With --only blk (or pmem) FILE is that view's image alone: a disk file of its own, or a state
+replayed from the view's write log (cvmm-replay, tests/integration/powercut.sh), which holds
+only that view's writes. Only that view's pool pages are checked (with --acked and --max-gen
+the rules of a chosen point: for the blk state between the disk's j-th and (j+1)-th FLUSH of
+a run from generation 1, --acked j --max-gen j), and the rest of FILE must be zero.
 
 With --blk-file the disk was a separate file (same size, [blk] offset 0): the blk pool pages
 are checked there, and both files must be zero outside their pools. Logs that do not exist
@@ -179,9 +187,17 @@ def read(path):
 
 
 def check(path, logs, acked=None, max_gen=None, file_offset=0, quiet=False, out=print,
-          data=None, blk_path=None):
+          data=None, blk_path=None, only=None):
     """Check one file (or its bytes, `data`) against its serial logs; returns 0 (ok),
-    1 (FAIL) or 2 (bad input). blk_path: the blk pool pages are in this file instead."""
+    1 (FAIL) or 2 (bad input). blk_path: the blk pool pages are in this file instead.
+    only ('blk' or 'pmem'): the file is one view's image (a disk, or a state replayed from
+    its write log): only that view's pool pages are checked, the rest must be zero."""
+    if only not in (None, "blk", "pmem"):
+        out(f"check-crash: --only {only}: blk or pmem")
+        return 2
+    if only and blk_path:
+        out("check-crash: --only and --blk-file do not go together")
+        return 2
     layout, G, done, starts = parse_logs(logs)
     if data is None:
         data = read(path)
@@ -205,10 +221,13 @@ def check(path, logs, acked=None, max_gen=None, file_offset=0, quiet=False, out=
 
     # last[page][w]: the generation of the last acknowledged write of word w (0: none);
     # later[(page, w)]: the later generations <= M that write it.
-    last = {p: array("I", bytes(4 * WORDS)) for p in L.kind}
+    kinds = {p: k for p, k in L.kind.items() if only is None or k == only}
+    last = {p: array("I", bytes(4 * WORDS)) for p in kinds}
     later = {}
     for g in range(1, M + 1):
         for page, w0, nw, kind in L.generation(g):
+            if page not in kinds:
+                continue
             if g <= (G if kind == "pmem" else Gb):
                 last[page][w0:w0 + nw] = array("I", [g]) * nw
             else:
@@ -226,7 +245,7 @@ def check(path, logs, acked=None, max_gen=None, file_offset=0, quiet=False, out=
 
     bad, torn, nwords = [], [], 0
     tag = L.tag
-    for page in sorted(L.kind):
+    for page in sorted(kinds):
         off = fo + page * PAGE
         src = bdata if L.kind[page] == "blk" else data
         words = struct.unpack_from("<512Q", src, off)
@@ -289,16 +308,16 @@ def check(path, logs, acked=None, max_gen=None, file_offset=0, quiet=False, out=
             rc = 1
             nz = next(i for i in range(0, len(d), PAGE) if d[i:i + PAGE] != bytes(PAGE))
             i = nz + next(j for j in range(PAGE) if d[nz + j])
-            out(f"check-crash: FAIL: {p} offset {i:#x} (outside the pools: nothing writes "
-                f"there) holds {d[i]:#04x}, not zero")
+            out(f"check-crash: FAIL: {p} offset {i:#x} (outside the {only + ' ' if only else ''}"
+                f"pool{'' if only else 's'}: nothing writes there) holds {d[i]:#04x}, not zero")
     if torn and not quiet:
         out(f"check-crash: note: {len(torn)} words hold bytes of two allowed generations "
             f"(a write torn within the word), e.g. file offset "
             f"{fo + torn[0][0] * PAGE + 8 * torn[0][1]:#x}")
     if rc == 0:
         out(f"check-crash: ok: acked G={G}, max generation M={M}: {nwords} words in "
-            f"{len(L.kind)} pool pages hold acknowledged-or-later data, the rest of the "
-            f"{len(data)}-byte file is zero")
+            f"{len(kinds)} {only + ' ' if only else ''}pool pages hold acknowledged-or-later "
+            f"data, the rest of the {len(data)}-byte file is zero")
     return rc
 
 
@@ -401,8 +420,11 @@ def main():
                     help="the last generation that may have begun (default G + 1)")
     ap.add_argument("--file-offset", type=lambda x: int(x, 0), default=0)
     ap.add_argument("--blk-file", help="the disk is this file (blk pool pages are checked here)")
+    ap.add_argument("--only", choices=("blk", "pmem"),
+                    help="FILE is this view's image alone (a disk, a replayed crash state)")
     ap.add_argument("--batch", metavar="LIST",
-                    help="one check per line: FILE [blk=BLKFILE] LOG [LOG...]")
+                    help="one check per line: FILE [blk=BLKFILE] [only=blk|pmem] [acked=G] "
+                    "[maxgen=M] LOG [LOG...]")
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--selftest", action="store_true",
                     help="damage copies of FILE (which must pass) in memory: each must fail")
@@ -414,12 +436,15 @@ def main():
                 words = line.split()
                 if not words:
                     continue
-                blk = None
-                if len(words) > 1 and words[1].startswith("blk="):
-                    blk = words.pop(1)[4:]
+                opt = {}
+                while len(words) > 1 and re.match(r"^(blk|only|acked|maxgen)=", words[1]):
+                    k, v = words.pop(1).split("=", 1)
+                    opt[k] = v
                 res = []
                 rc = check(words[0], words[1:], file_offset=a.file_offset, quiet=a.quiet,
-                           out=res.append, blk_path=blk)
+                           out=res.append, blk_path=opt.get("blk"), only=opt.get("only"),
+                           acked=int(opt["acked"]) if "acked" in opt else None,
+                           max_gen=int(opt["maxgen"]) if "maxgen" in opt else None)
                 print(f"{words[0]}: {'ok' if rc == 0 else 'FAIL'}")
                 for r in res:
                     print("  " + r)
@@ -430,7 +455,7 @@ def main():
     if a.selftest:
         return selftest(a.file, a.serial, a.file_offset, a.blk_file)
     return check(a.file, a.serial, a.acked, a.max_gen, a.file_offset, a.quiet,
-                 blk_path=a.blk_file)
+                 blk_path=a.blk_file, only=a.only)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,11 @@
 # anything else; the rest of the file stays zero). cvmm's exit-time writeback does not run on
 # SIGKILL: only what the FLUSHes made durable survives, which is exactly the promise.
 #
+# tests/integration/powercut.sh is the power-cut variant (issue 16): cvmm logs the disk's writes
+# ([blk] write_log), is cut right after a random FLUSH ([vm] power_cut = after-flushes:N), and
+# every crash state of the log's last epochs (cvmm-replay --crash-states) is checked with the
+# same checker (--only blk); its pipeline also runs without a VM, on generated logs.
+#
 # Sourced by tests/run-all.sh after lib.sh and boot.sh (ok/notok/skip, $CVMM, $GUEST, $T);
 # or run alone: tests/integration/crash.sh (builds nothing: `make` first).
 #
