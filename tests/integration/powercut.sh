@@ -49,12 +49,12 @@
 #   N random in 2..PC_MAX_FLUSHES (40) (bash $RANDOM seeded with PC_SEED, printed). Each
 #   run: cvmm exits 123; the log holds ceil(N / 2) FLUSH entries (the guest alternates blk and
 #   pmem FLUSHes, and after-flushes counts both: the cut came right after the right one); the
-#   disk file is a state of the last epoch (every completed write; with PC_EXPECT_REWIND=1,
-#   exactly the last FLUSH: set it once vm_destroy rewinds a logged disk at power cut); the
+#   disk file is exactly the last FLUSH (vm_destroy rewinds a logged file at a power cut;
+#   PC_EXPECT_REWIND=0 also accepts every logged write); the
 #   pipeline over the last PC_EPOCHS (3) epochs, at most PC_MAX (64) states each, else a
-#   sample of PC_SAMPLE (32) with a seed derived from PC_SEED (printed). When cvmm gets a pmem
-#   write log (`[pmem] write_log`, PC_PMEM_LOG=1 turns it on here), its epochs are checked the
-#   same way (pc_check_pmem_log). This proves cvmm.
+#   sample of PC_SAMPLE (32) with a seed derived from PC_SEED (printed). The pmem file has a
+#   write log too (`[pmem] write_log`; PC_PMEM_LOG=0 leaves it out): its epochs are checked
+#   the same way (pc_check_pmem_log). This proves cvmm.
 # Failures keep their evidence under PC_EVIDENCE (build/powercut-evidence/).
 
 PC_REPLAY=${PC_REPLAY:-build/cvmm-replay}
@@ -298,7 +298,7 @@ pc_conf() {
 		printf '[vm]\nkernel = %s\ntimeout = 60\ncpus = 1\npower_cut = after-flushes:%s\n' \
 			"$PWD/$GUEST" "$3"
 		printf '[pmem]\npath = %s\nsize = 8M\ngranule = 2M\n' "$2/pmem.img"
-		[ "${PC_PMEM_LOG:-0}" = 1 ] && printf 'write_log = %s\n' "$2/pmem.log"
+		[ "${PC_PMEM_LOG:-1}" = 1 ] && printf 'write_log = %s\n' "$2/pmem.log"
 		printf '[blk]\npath = %s\noffset = 0\nwrite_log = %s\n' "$2/disk.img" "$2/disk.log"
 	} > "$1"
 }
@@ -348,7 +348,7 @@ powercut_tests() {
 			disk_ok="the last FLUSH (nothing logged after it)"
 		elif cmp -s "$dir/disk.img" "$dir/last-flush.img"; then
 			disk_ok="rewound to the last FLUSH"
-		elif [ "${PC_EXPECT_REWIND:-0}" != 1 ] && cmp -s "$dir/disk.img" "$dir/all.img"; then
+		elif [ "${PC_EXPECT_REWIND:-1}" != 1 ] && cmp -s "$dir/disk.img" "$dir/all.img"; then
 			disk_ok="every logged write (not rewound)"
 		fi
 		rm -f "$dir/last-flush.img" "$dir/all.img"
@@ -360,7 +360,7 @@ powercut_tests() {
 		printf '%s\n' "$PC_OUT" | grep -E "^run$i (blk|pmem) epoch" | sed 's/^/#   /'
 		PC_TOTAL=$((PC_TOTAL + PC_NSTATES))
 		if [ -z "$disk_ok" ]; then
-			notok "$what: the disk file is what the log says (the last FLUSH$([ "${PC_EXPECT_REWIND:-0}" != 1 ] && echo ', or every logged write')) (evidence: $(pc_evidence "run$i" "$dir" ""))"
+			notok "$what: the disk file is what the log says (the last FLUSH$([ "${PC_EXPECT_REWIND:-1}" != 1 ] && echo ', or every logged write')) (evidence: $(pc_evidence "run$i" "$dir" ""))"
 		elif [ "$PC_NFAIL" -ne 0 ] || [ "$PC_NSTATES" -eq 0 ]; then
 			ev=$(pc_evidence "run$i" "$dir" "$PC_OUT")
 			notok "$what: $PC_NFAIL of $PC_NSTATES crash states lose acknowledged bytes (evidence: $ev)" \
