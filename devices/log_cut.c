@@ -246,25 +246,86 @@ static int cmp_range(const void *x, const void *y)
 	return a->s0 < b->s0 ? -1 : a->s0 > b->s0;
 }
 
+int blk_log_cut_open(struct blk_log_cut_files *f, const char *log_path, const char *base_path,
+		     const char *target_path, unsigned flags, char *err, size_t errlen)
+{
+	f->log_path = log_path;
+	f->base_path = base_path;
+	f->target_path = target_path;
+	f->basefd = f->tfd = -1;
+	f->logfd = open(log_path, O_RDONLY | O_CLOEXEC);
+	if (f->logfd < 0) {
+		snprintf(err, errlen, "log '%s': %s", log_path, strerror(errno));
+		return -1;
+	}
+	f->basefd = open(base_path, O_RDONLY | O_CLOEXEC);
+	if (f->basefd < 0) {
+		snprintf(err, errlen, "base '%s': %s", base_path, strerror(errno));
+		blk_log_cut_close(f);
+		return -1;
+	}
+	f->tfd = open(target_path, O_WRONLY | O_CLOEXEC | (flags & BLK_LOG_CUT_FULL ? O_CREAT : 0),
+		      0600);
+	if (f->tfd < 0) {
+		snprintf(err, errlen, "target '%s': %s", target_path, strerror(errno));
+		blk_log_cut_close(f);
+		return -1;
+	}
+	return 0;
+}
+
+void blk_log_cut_close(struct blk_log_cut_files *f)
+{
+	if (f->logfd >= 0)
+		close(f->logfd);
+	if (f->basefd >= 0)
+		close(f->basefd);
+	if (f->tfd >= 0)
+		close(f->tfd);
+	f->logfd = f->basefd = f->tfd = -1;
+}
+
 int blk_log_power_cut(const char *log_path, const char *base_path, const char *target_path,
 		      uint64_t target_offset, uint64_t seed, unsigned flags, char *report,
 		      size_t report_len, char *err, size_t errlen)
 {
-	struct cut c = { .logfd = -1, .basefd = -1, .tfd = -1, .seed = seed, .err = err,
-			 .errlen = errlen };
+	struct blk_log_cut_files f;
+	if (report && report_len)
+		report[0] = 0;
+	if (blk_log_cut_open(&f, log_path, base_path, target_path, flags, err, errlen))
+		return -1;
+	int r = blk_log_power_cut_files(&f, target_offset, seed, flags, report, report_len, err,
+					errlen);
+	int tfd = f.tfd;
+	f.tfd = -1;
+	blk_log_cut_close(&f);
+	if (close(tfd) < 0 && r == 0) {
+		snprintf(err, errlen, "target '%s': %s", target_path, strerror(errno));
+		r = -1;
+	}
+	return r;
+}
+
+int blk_log_power_cut_files(const struct blk_log_cut_files *f, uint64_t target_offset,
+			    uint64_t seed, unsigned flags, char *report, size_t report_len,
+			    char *err, size_t errlen)
+{
+	const char *log_path = f->log_path, *base_path = f->base_path,
+		   *target_path = f->target_path;
+	struct cut c = { .logfd = f->logfd, .basefd = f->basefd, .tfd = f->tfd, .seed = seed,
+			 .err = err, .errlen = errlen };
 	bool full = flags & BLK_LOG_CUT_FULL;
 	struct range *rg = NULL;
 	int ret = -1;
 	if (report && report_len)
 		report[0] = 0;
-	c.logfd = open(log_path, O_RDONLY | O_CLOEXEC);
-	if (c.logfd < 0) {
+	/* the files stay the caller's: opened before the seccomp filter forbade opening */
+	if (lseek(c.logfd, 0, SEEK_SET) < 0) {
 		fail(&c, "log '%s': %s", log_path, strerror(errno));
 		goto out;
 	}
-	c.basefd = open(base_path, O_RDONLY | O_CLOEXEC);
 	struct stat st;
-	if (c.basefd < 0 || fstat(c.basefd, &st) < 0) {
+	if (fstat(c.basefd, &st) < 0) {
 		fail(&c, "base '%s': %s", base_path, strerror(errno));
 		goto out;
 	}
@@ -313,11 +374,6 @@ int blk_log_power_cut(const char *log_path, const char *base_path, const char *t
 		}
 		nr = m + 1;
 	}
-	c.tfd = open(target_path, O_WRONLY | O_CLOEXEC | (full ? O_CREAT : 0), 0600);
-	if (c.tfd < 0) {
-		fail(&c, "target '%s': %s", target_path, strerror(errno));
-		goto out;
-	}
 	c.buf = malloc(CHUNK);
 	if (!c.buf) {
 		fail(&c, "out of memory");
@@ -359,12 +415,6 @@ int blk_log_power_cut(const char *log_path, const char *base_path, const char *t
 	}
 	ret = 0;
 out:
-	if (c.logfd >= 0)
-		close(c.logfd);
-	if (c.basefd >= 0)
-		close(c.basefd);
-	if (c.tfd >= 0 && close(c.tfd) < 0 && ret == 0)
-		ret = fail(&c, "target '%s': %s", target_path, strerror(errno));
 	free(c.buf);
 	free(c.e);
 	free(rg);

@@ -41,4 +41,19 @@ int blk_log_power_cut(const char *log_path, const char *base_path, const char *t
 		      uint64_t target_offset, uint64_t seed, unsigned flags, char *report,
 		      size_t report_len, char *err, size_t errlen);
 
+/* The same in two steps, for a process that cannot open files when the cut comes (cvmm's
+ * seccomp filter refuses open once the VM runs): open the three files at setup, run the cut
+ * on them later (the log is read from its start whatever was written to it since; the names
+ * are for messages), close them. */
+struct blk_log_cut_files {
+	int logfd, basefd, tfd;
+	const char *log_path, *base_path, *target_path; /* kept as pointers: must outlive f */
+};
+int blk_log_cut_open(struct blk_log_cut_files *f, const char *log_path, const char *base_path,
+		     const char *target_path, unsigned flags, char *err, size_t errlen);
+int blk_log_power_cut_files(const struct blk_log_cut_files *f, uint64_t target_offset,
+			    uint64_t seed, unsigned flags, char *report, size_t report_len,
+			    char *err, size_t errlen);
+void blk_log_cut_close(struct blk_log_cut_files *f);
+
 #endif

@@ -126,6 +126,7 @@ static int setup_cpuid(struct vm *vm, char *err, size_t errlen)
 }
 
 static void vm_exits_json(void *ctx, FILE *f);
+static int power_cut_prepare(struct vm *vm, char *err, size_t errlen);
 
 /* A [pmem] device in "devices": its window (mm: the cache) and its virtio device (FLUSH
  * requests, injected faults). */
@@ -389,6 +390,8 @@ int vm_create(struct vm *vm, struct vm_config *cfg, char *err, size_t errlen)
 		if (vcpu_create(vm, &vm->vcpus[i], i, err, errlen))
 			return -1;
 
+	if (power_cut_prepare(vm, err, errlen))
+		return -1;
 	/* The control socket (vmm/control.h), last: it reads the vCPUs' counters. */
 	if (cfg->control[0]) {
 		struct control_deps d = { .exits_json = vm_exits_json, .ctx = vm,
@@ -621,6 +624,29 @@ void vm_print_summary(struct vm *vm)
 	}
 }
 
+/* The files a power cut rewinds, opened now (vmm/vm.h struct vm_cut_file). */
+static int power_cut_prepare(struct vm *vm, char *err, size_t errlen)
+{
+	const struct vm_config *cfg = vm->cfg;
+	for (unsigned i = 0; i < cfg->nblk + cfg->npmem; i++) {
+		bool blk = i < cfg->nblk;
+		const char *log = blk ? cfg->blk[i].write_log : cfg->pmem[i - cfg->nblk].write_log;
+		if (!log[0])
+			continue;
+		struct vm_cut_file *c = &vm->cut_files[i];
+		c->kind = blk ? "blk" : "pmem";
+		c->name = blk ? cfg->blk[i].name : cfg->pmem[i - cfg->nblk].name;
+		c->offset = blk ? cfg->blk[i].offset : 0;
+		snprintf(c->base, sizeof(c->base), "%s.base", log);
+		if (blk_log_cut_open(&c->f, log, c->base,
+				     blk ? cfg->blk[i].path : cfg->pmem[i - cfg->nblk].path,
+				     BLK_LOG_CUT_FULL, err, errlen))
+			return -1;
+		c->open = true;
+	}
+	return 0;
+}
+
 /* After a power cut, a device with a write log gets exactly its last FLUSH (or a sampled
  * state after it): devices/log_cut.h, on the closed log and file. FULL: rebuilt from the
  * base, not only the ranges logged after the FLUSH, because a write racing the cut may have
@@ -628,24 +654,17 @@ void vm_print_summary(struct vm *vm)
 static void power_cut_rewind(struct vm *vm)
 {
 	uint64_t seed = vm->cut_plan.sample ? vm->cut_plan.seed : 0;
-	for (unsigned i = 0; i < vm->cfg->nblk + vm->cfg->npmem; i++) {
-		bool blk = i < vm->cfg->nblk;
-		const char *name = blk ? vm->cfg->blk[i].name : vm->cfg->pmem[i - vm->cfg->nblk].name;
-		const char *log = blk ? vm->cfg->blk[i].write_log
-				      : vm->cfg->pmem[i - vm->cfg->nblk].write_log;
-		const char *path = blk ? vm->cfg->blk[i].path : vm->cfg->pmem[i - vm->cfg->nblk].path;
-		uint64_t off = blk ? vm->cfg->blk[i].offset : 0;
-		if (!log[0])
+	for (unsigned i = 0; i < CONFIG_MAX_BLK + CONFIG_MAX_PMEM; i++) {
+		struct vm_cut_file *c = &vm->cut_files[i];
+		if (!c->open)
 			continue;
-		char base[CONFIG_PATH_MAX + 8], report[512], err[512];
-		snprintf(base, sizeof(base), "%s.base", log);
-		if (blk_log_power_cut(log, base, path, off, seed, BLK_LOG_CUT_FULL, report,
-				      sizeof(report), err, sizeof(err)))
+		char report[512], err[512];
+		if (blk_log_power_cut_files(&c->f, c->offset, seed, BLK_LOG_CUT_FULL, report,
+					    sizeof(report), err, sizeof(err)))
 			fprintf(stderr, "cvmm: power cut: %s %s: the file could not be set to its "
-				"crash state: %s\n", blk ? "blk" : "pmem", name, err);
+				"crash state: %s\n", c->kind, c->name, err);
 		else
-			fprintf(stderr, "cvmm: power cut: %s %s: %s\n", blk ? "blk" : "pmem", name,
-				report);
+			fprintf(stderr, "cvmm: power cut: %s %s: %s\n", c->kind, c->name, report);
 	}
 }
 
@@ -687,9 +706,14 @@ void vm_destroy(struct vm *vm)
 		pmem_window_destroy(vm->pmem[i].win);
 		vm->pmem[i].win = NULL;
 	}
-	/* Every file is closed: a power cut leaves the logged ones as the plan says. */
+	/* Every log is closed: a power cut leaves the logged files as the plan says. */
 	if (cut)
 		power_cut_rewind(vm);
+	for (unsigned i = 0; i < CONFIG_MAX_BLK + CONFIG_MAX_PMEM; i++)
+		if (vm->cut_files[i].open) {
+			blk_log_cut_close(&vm->cut_files[i].f);
+			vm->cut_files[i].open = false;
+		}
 	vm->npmem = 0;
 	if (vm->serial) {
 		serial_destroy(vm->serial);

@@ -14,6 +14,7 @@
 #include "vmm/linux.h"
 #include "vmm/loader.h"
 #include "vmm/power_cut.h"
+#include "devices/log_cut.h"
 
 /* Guest-physical layout (see also vmm/boot.c). RAM starts at 0; up to LOW_RAM_MAX of it sits
  * below the PCI hole and the rest at 4 GiB. */
@@ -65,6 +66,16 @@ struct vm_stats {
 	struct timespec t_start, t_first_output, t_end;
 	bool have_first_output;
 	uint64_t serial_bytes;
+};
+
+/* A logged device's files for the power-cut rewind (devices/log_cut.h), opened at setup:
+ * once the VM runs the seccomp filter refuses open. */
+struct vm_cut_file {
+	bool open;
+	const char *kind, *name;
+	uint64_t offset;               /* the disk's offset in its file; 0 for a pmem file */
+	char base[CONFIG_PATH_MAX + 8];
+	struct blk_log_cut_files f;
 };
 
 /* One [blk] device: config, model, transport. */
@@ -131,6 +142,7 @@ struct vm {
 	struct power_cut_plan cut_plan; /* from [vm] power_cut / power_cut_state */
 	uint64_t flushes;              /* atomic: guest FLUSHes completed, every device */
 	int cut;                       /* atomic: a power cut happened */
+	struct vm_cut_file cut_files[CONFIG_MAX_BLK + CONFIG_MAX_PMEM];
 	int stats_fd;                  /* cfg->stats_json, created at start (lib/file.h), or -1 */
 };
 
