@@ -2,7 +2,8 @@
  * and must leave every string field NUL-terminated whether it succeeds or fails.
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. -D_GNU_SOURCE \
- *         tests/fuzz/fuzz_config.c vmm/config.c */
+ *         tests/fuzz/fuzz_config.c vmm/config.c vmm/power_cut.c devices/fault.c devices/virtio.c \
+ *         devices/virtqueue.c lib/guest_mem.c lib/iov.c */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,16 @@ static void fuzz_check_terminated(const char *field, size_t size)
 {
 	if (!memchr(field, '\0', size))
 		abort();
+}
+
+static void fuzz_check_faults(const struct fault_lines *fl)
+{
+	if (fl->n > CONFIG_MAX_FAULTS)
+		abort();
+	for (unsigned k = 0; k < fl->n; k++) {
+		fuzz_check_terminated(fl->text[k], sizeof(fl->text[k]));
+		fuzz_check_terminated(fl->where[k], sizeof(fl->where[k]));
+	}
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -47,10 +58,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fuzz_check_terminated(c->cpuid_mask, sizeof(c->cpuid_mask));
 	fuzz_check_terminated(c->stats_json, sizeof(c->stats_json));
 	fuzz_check_terminated(c->control, sizeof(c->control));
-	for (unsigned i = 0; i < c->npmem; i++)
+	fuzz_check_terminated(c->power_cut, sizeof(c->power_cut));
+	fuzz_check_terminated(c->power_cut_state, sizeof(c->power_cut_state));
+	if (c->npmem > CONFIG_MAX_PMEM || c->nblk > CONFIG_MAX_BLK)
+		abort();
+	for (unsigned i = 0; i < c->npmem; i++) {
+		fuzz_check_terminated(c->pmem[i].name, sizeof(c->pmem[i].name));
 		fuzz_check_terminated(c->pmem[i].path, sizeof(c->pmem[i].path));
-	for (unsigned i = 0; i < c->nblk; i++)
+		fuzz_check_terminated(c->pmem[i].write_log, sizeof(c->pmem[i].write_log));
+		fuzz_check_faults(&c->pmem[i].faults);
+	}
+	for (unsigned i = 0; i < c->nblk; i++) {
+		fuzz_check_terminated(c->blk[i].name, sizeof(c->blk[i].name));
 		fuzz_check_terminated(c->blk[i].path, sizeof(c->blk[i].path));
+		fuzz_check_terminated(c->blk[i].write_log, sizeof(c->blk[i].write_log));
+		fuzz_check_faults(&c->blk[i].faults);
+	}
 	fuzz_check_terminated(err, sizeof(err));
 	/* Validation must cope with whatever got parsed. It opens the kernel path, and a fuzzed
 	 * path could name a device whose open has side effects (/dev/watchdog): point it at a
