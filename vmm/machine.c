@@ -73,88 +73,6 @@ static int add_faults(struct fault_set *fs, const struct fault_lines *fl, const 
 	return 0;
 }
 
-/* ---- the power-cut wrapper: the outermost backend of every disk -------------------------- */
-
-/* After vm_power_cut every request fails (IOERR): nothing more reaches the file or its write
- * log. A FLUSH that completes counts for [vm] power_cut = after-flushes:N. */
-struct cut_be {
-	struct blk_backend be;
-	struct blk_backend *inner;
-	struct vm *vm;
-};
-
-static bool is_cut(struct cut_be *c)
-{
-	return __atomic_load_n(&c->vm->cut, __ATOMIC_ACQUIRE);
-}
-
-static int cut_read(struct blk_backend *be, const struct iovec *iov, const uint64_t *gpa,
-		    unsigned n, uint64_t off, uint64_t len)
-{
-	struct cut_be *c = (struct cut_be *)be;
-	return is_cut(c) ? -EIO : c->inner->ops->read(c->inner, iov, gpa, n, off, len);
-}
-
-static int cut_write(struct blk_backend *be, const struct iovec *iov, const uint64_t *gpa,
-		     unsigned n, uint64_t off, uint64_t len)
-{
-	struct cut_be *c = (struct cut_be *)be;
-	return is_cut(c) ? -EIO : c->inner->ops->write(c->inner, iov, gpa, n, off, len);
-}
-
-static int cut_flush(struct blk_backend *be)
-{
-	struct cut_be *c = (struct cut_be *)be;
-	if (is_cut(c))
-		return -EIO;
-	int r = c->inner->ops->flush(c->inner);
-	if (r == 0)
-		vm_note_flush(c->vm);
-	return r;
-}
-
-static int cut_discard(struct blk_backend *be, uint64_t off, uint64_t len)
-{
-	struct cut_be *c = (struct cut_be *)be;
-	return is_cut(c) ? -EIO : c->inner->ops->discard(c->inner, off, len);
-}
-
-static int cut_write_zeroes(struct blk_backend *be, uint64_t off, uint64_t len, bool unmap)
-{
-	struct cut_be *c = (struct cut_be *)be;
-	return is_cut(c) ? -EIO : c->inner->ops->write_zeroes(c->inner, off, len, unmap);
-}
-
-static void cut_destroy(struct blk_backend *be)
-{
-	struct cut_be *c = (struct cut_be *)be;
-	c->inner->ops->destroy(c->inner);
-	free(c);
-}
-
-static const struct blk_backend_ops cut_ops = {
-	.read = cut_read, .write = cut_write, .flush = cut_flush, .discard = cut_discard,
-	.write_zeroes = cut_write_zeroes, .destroy = cut_destroy,
-};
-
-/* Wrap *be (destroyed on failure). */
-static int cut_wrap(struct vm *vm, struct blk_backend **be, char *err, size_t errlen)
-{
-	struct cut_be *c = calloc(1, sizeof(*c));
-	if (!c) {
-		(*be)->ops->destroy(*be);
-		*be = NULL;
-		snprintf(err, errlen, "blk: out of memory");
-		return -1;
-	}
-	c->inner = *be;
-	c->vm = vm;
-	c->be = **be;           /* size, readonly, serial */
-	c->be.ops = &cut_ops;
-	*be = &c->be;
-	return 0;
-}
-
 static struct pmem_window *window_of_file(struct vm *vm, const char *path)
 {
 	for (unsigned i = 0; i < vm->npmem; i++)
@@ -199,7 +117,7 @@ static int blk_setup(struct vm *vm, struct vm_blk *d, char *err, size_t errlen)
 			return -1;
 		d->log_be = be;
 	}
-	if (cut_wrap(vm, &be, err, errlen))
+	if (power_cut_wrap_blk(vm, &be, err, errlen))
 		return -1;
 	d->dev = calloc(1, sizeof(*d->dev));
 	d->pci = calloc(1, sizeof(*d->pci));

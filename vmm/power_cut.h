@@ -48,4 +48,16 @@ int power_cut_parse(const char *trigger, const char *state, struct power_cut_pla
 int power_cut_parse_state(const char *state, struct power_cut_plan *p, char *err,
 			  size_t errlen);
 
+struct vm;
+struct blk_backend;
+/* vm_power_cut, vm_note_flush and vm_note_mark are declared in vm.h (they are the VM's). */
+/* The outermost backend of every disk: after the cut every request fails (IOERR), nothing
+ * more reaches the file or its log; a completed FLUSH counts for after-flushes:N. *be is
+ * wrapped, or destroyed on failure. */
+int power_cut_wrap_blk(struct vm *vm, struct blk_backend **be, char *err, size_t errlen);
+/* At setup: open the files the rewind needs (the seccomp filter refuses open later). */
+int vm_power_cut_prepare(struct vm *vm, char *err, size_t errlen);
+/* At the end, after a cut, every log closed: each logged file rebuilt (the plan's state). */
+void vm_power_cut_rewind(struct vm *vm);
+
 #endif

@@ -1,7 +1,5 @@
 #include "vmm/vm.h"
 
-#include "devices/blk_log.h"
-#include "devices/log_cut.h"
 #include "devices/pmem_log.h"
 #include "devices/pmem.h"
 
@@ -126,7 +124,6 @@ static int setup_cpuid(struct vm *vm, char *err, size_t errlen)
 }
 
 static void vm_exits_json(void *ctx, FILE *f);
-static int power_cut_prepare(struct vm *vm, char *err, size_t errlen);
 
 /* A [pmem] device in "devices": its window (mm: the cache) and its virtio device (FLUSH
  * requests, injected faults). */
@@ -158,66 +155,6 @@ static int control_mark(void *ctx, const char *device, const char *text, char *e
 static void control_power_cut(void *ctx, bool sample, uint64_t seed)
 {
 	vm_power_cut(ctx, sample, seed, "asked on the control socket");
-}
-
-/* One device's part of vm_mark: 1 if its log took the mark, 0 if it is not asked or has no
- * log (and was not named), -1 with err set. mark(): blk_log_mark or pmem_log_mark. */
-static int mark_device(const char *name, void *log, int (*mark)(void *log, const char *text),
-		       const char *device, const char *text, bool *found, char *err,
-		       size_t errlen)
-{
-	if (device && strcmp(device, name))
-		return 0;
-	*found = true;
-	if (!log) {
-		if (!device)
-			return 0;
-		snprintf(err, errlen, "device \"%s\" has no write_log", device);
-		return -1;
-	}
-	int r = mark(log, text);
-	if (r) {
-		snprintf(err, errlen, "%s: %s", name,
-			 r == -EINVAL ? "bad mark text (1..479 bytes, no NUL)" : strerror(-r));
-		return -1;
-	}
-	return 1;
-}
-
-static int mark_blk(void *log, const char *text)
-{
-	return blk_log_mark(log, text);
-}
-
-static int mark_pmem(void *log, const char *text)
-{
-	return pmem_log_mark(log, text);
-}
-
-int vm_mark(struct vm *vm, const char *device, const char *text, char *err, size_t errlen)
-{
-	int logs = 0, r;
-	bool found = !device;
-	for (unsigned i = 0; i < vm->nblk; i++) {
-		r = mark_device(vm->blk[i].cfg->name, vm->blk[i].log_be, mark_blk, device, text,
-				&found, err, errlen);
-		if (r < 0)
-			return -1;
-		logs += r;
-	}
-	for (unsigned i = 0; i < vm->npmem; i++) {
-		r = mark_device(vm->pmem[i].cfg->name, vm->pmem[i].log, mark_pmem, device, text,
-				&found, err, errlen);
-		if (r < 0)
-			return -1;
-		logs += r;
-	}
-	if (!found) {
-		snprintf(err, errlen, "no device \"%s\"", device);
-		return -1;
-	}
-	vm_note_mark(vm, text);
-	return logs;
 }
 
 /* The control socket's view of the devices (vmm/control.h): the default target (the first
@@ -390,7 +327,7 @@ int vm_create(struct vm *vm, struct vm_config *cfg, char *err, size_t errlen)
 		if (vcpu_create(vm, &vm->vcpus[i], i, err, errlen))
 			return -1;
 
-	if (power_cut_prepare(vm, err, errlen))
+	if (vm_power_cut_prepare(vm, err, errlen))
 		return -1;
 	/* The control socket (vmm/control.h), last: it reads the vCPUs' counters. */
 	if (cfg->control[0]) {
@@ -431,42 +368,6 @@ void vm_request_stop(struct vm *vm, int status, const char *fmt, ...)
 		pthread_cond_broadcast(&vm->cond);
 	}
 	pthread_mutex_unlock(&vm->lock);
-}
-
-void vm_power_cut(struct vm *vm, bool sample, uint64_t seed, const char *why)
-{
-	if (__atomic_exchange_n(&vm->cut, 1, __ATOMIC_ACQ_REL))
-		return;
-	vm->cut_plan.sample = sample;
-	vm->cut_plan.seed = seed;
-	/* First the files (nothing reaches them from here), then the stop: vCPUs and requests
-	 * still running until they notice cannot change what the cut left. The disks' wrappers
-	 * (machine.c) read vm->cut. */
-	for (unsigned i = 0; i < vm->npmem; i++)
-		pcache_power_cut(vm->pmem[i].win->pc);
-	for (unsigned i = 0; i < vm->nblk; i++)
-		if (vm->blk[i].shared)
-			pcache_power_cut(vm->blk[i].shared->pc);
-	vm_request_stop(vm, CVMM_EXIT_POWER_CUT, "power cut: %s", why);
-}
-
-void vm_note_flush(struct vm *vm)
-{
-	uint64_t n = __atomic_add_fetch(&vm->flushes, 1, __ATOMIC_ACQ_REL);
-	if (vm->cut_plan.when == POWER_CUT_AFTER_FLUSHES && n == vm->cut_plan.n) {
-		char why[64];
-		snprintf(why, sizeof(why), "after %llu FLUSHes", (unsigned long long)n);
-		vm_power_cut(vm, vm->cut_plan.sample, vm->cut_plan.seed, why);
-	}
-}
-
-void vm_note_mark(struct vm *vm, const char *text)
-{
-	if (vm->cut_plan.when == POWER_CUT_AT_MARK && !strcmp(text, vm->cut_plan.mark)) {
-		char why[POWER_CUT_MARK_MAX + 16];
-		snprintf(why, sizeof(why), "at mark '%s'", text);
-		vm_power_cut(vm, vm->cut_plan.sample, vm->cut_plan.seed, why);
-	}
 }
 
 int vm_run(struct vm *vm)
@@ -624,50 +525,6 @@ void vm_print_summary(struct vm *vm)
 	}
 }
 
-/* The files a power cut rewinds, opened now (vmm/vm.h struct vm_cut_file). */
-static int power_cut_prepare(struct vm *vm, char *err, size_t errlen)
-{
-	const struct vm_config *cfg = vm->cfg;
-	for (unsigned i = 0; i < cfg->nblk + cfg->npmem; i++) {
-		bool blk = i < cfg->nblk;
-		const char *log = blk ? cfg->blk[i].write_log : cfg->pmem[i - cfg->nblk].write_log;
-		if (!log[0])
-			continue;
-		struct vm_cut_file *c = &vm->cut_files[i];
-		c->kind = blk ? "blk" : "pmem";
-		c->name = blk ? cfg->blk[i].name : cfg->pmem[i - cfg->nblk].name;
-		c->offset = blk ? cfg->blk[i].offset : 0;
-		snprintf(c->base, sizeof(c->base), "%s.base", log);
-		if (blk_log_cut_open(&c->f, log, c->base,
-				     blk ? cfg->blk[i].path : cfg->pmem[i - cfg->nblk].path,
-				     BLK_LOG_CUT_FULL, err, errlen))
-			return -1;
-		c->open = true;
-	}
-	return 0;
-}
-
-/* After a power cut, a device with a write log gets exactly its last FLUSH (or a sampled
- * state after it): devices/log_cut.h, on the closed log and file. FULL: rebuilt from the
- * base, not only the ranges logged after the FLUSH, because a write racing the cut may have
- * reached the file without reaching the log. */
-static void power_cut_rewind(struct vm *vm)
-{
-	uint64_t seed = vm->cut_plan.sample ? vm->cut_plan.seed : 0;
-	for (unsigned i = 0; i < CONFIG_MAX_BLK + CONFIG_MAX_PMEM; i++) {
-		struct vm_cut_file *c = &vm->cut_files[i];
-		if (!c->open)
-			continue;
-		char report[512], err[512];
-		if (blk_log_power_cut_files(&c->f, c->offset, seed, BLK_LOG_CUT_FULL, report,
-					    sizeof(report), err, sizeof(err)))
-			fprintf(stderr, "cvmm: power cut: %s %s: the file could not be set to its "
-				"crash state: %s\n", c->kind, c->name, err);
-		else
-			fprintf(stderr, "cvmm: power cut: %s %s: %s\n", c->kind, c->name, report);
-	}
-}
-
 void vm_destroy(struct vm *vm)
 {
 	/* First: its requests use the devices and the page cache. */
@@ -708,7 +565,7 @@ void vm_destroy(struct vm *vm)
 	}
 	/* Every log is closed: a power cut leaves the logged files as the plan says. */
 	if (cut)
-		power_cut_rewind(vm);
+		vm_power_cut_rewind(vm);
 	for (unsigned i = 0; i < CONFIG_MAX_BLK + CONFIG_MAX_PMEM; i++)
 		if (vm->cut_files[i].open) {
 			blk_log_cut_close(&vm->cut_files[i].f);
