@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "tests/unit/test_log_util.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -26,26 +28,7 @@
 
 static char dir[64], disk[128], logp[160], basep[168], outp[160], pyout[160];
 
-static const char *replay_bin(void)
-{
-	const char *e = getenv("CVMM_REPLAY");
-	return e ? e : "build/cvmm-replay";
-}
 static const char *reader = "tests/tools/read_log_writes.py";
-
-static uint8_t *slurp(const char *path, size_t *len)
-{
-	int fd = open(path, O_RDONLY);
-	assert_true(fd >= 0);
-	struct stat st;
-	assert_int_equal(fstat(fd, &st), 0);
-	uint8_t *b = malloc((size_t)st.st_size + 1);
-	assert_non_null(b);
-	assert_int_equal(pread(fd, b, (size_t)st.st_size, 0), st.st_size);
-	close(fd);
-	*len = (size_t)st.st_size;
-	return b;
-}
 
 static uint8_t *snapshot(void)
 {
@@ -53,14 +36,6 @@ static uint8_t *snapshot(void)
 	uint8_t *b = slurp(disk, &n);
 	assert_int_equal(n, DISK);
 	return b;
-}
-
-static void fill(uint8_t *b, size_t n, uint32_t seed)
-{
-	for (size_t i = 0; i < n; i++) {
-		seed = seed * 1103515245u + 12345u;
-		b[i] = (uint8_t)(seed >> 16);
-	}
 }
 
 static int setup(void **state)
@@ -112,17 +87,6 @@ static int wr(struct blk_backend *be, uint64_t sector, unsigned nsec, uint32_t s
 	int rc = be->ops->write(be, &v, NULL, 1, sector * 512, n);
 	free(b);
 	return rc;
-}
-
-static int run(const char *fmt, ...)
-{
-	char cmd[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	int st = system(cmd);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 255;
 }
 
 /* Both replayers, stopped at entry idx, rebuild exactly `want`. */

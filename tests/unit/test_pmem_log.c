@@ -15,6 +15,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "tests/unit/test_log_util.h"
+
 #include <endian.h>
 #include <pthread.h>
 #include <sched.h>
@@ -33,37 +35,6 @@
 static char dir[64], logp[160], basep[168], outp[160], tgt[160];
 static const char *reader = "tests/tools/read_log_writes.py";
 
-static const char *replay_bin(void)
-{
-	const char *e = getenv("CVMM_REPLAY");
-	return e ? e : "build/cvmm-replay";
-}
-
-static int run(const char *fmt, ...)
-{
-	char cmd[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	int st = system(cmd);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 255;
-}
-
-static uint8_t *slurp(const char *path, size_t *len)
-{
-	int fd = open(path, O_RDONLY);
-	assert_true(fd >= 0);
-	struct stat st;
-	assert_int_equal(fstat(fd, &st), 0);
-	uint8_t *b = malloc((size_t)st.st_size + 1);
-	assert_non_null(b);
-	assert_int_equal(pread(fd, b, (size_t)st.st_size, 0), st.st_size);
-	close(fd);
-	*len = (size_t)st.st_size;
-	return b;
-}
-
 /* The file as it is (zero-extended to SIZE: a truncated file reads as zeros past its end). */
 static uint8_t *snap(struct env *e)
 {
@@ -81,14 +52,6 @@ static void put_file(const char *path, const uint8_t *b, size_t n)
 	assert_true(fd >= 0);
 	assert_int_equal(write(fd, b, n), (ssize_t)n);
 	close(fd);
-}
-
-static void fill(uint8_t *b, size_t n, uint32_t seed)
-{
-	for (size_t i = 0; i < n; i++) {
-		seed = seed * 1103515245u + 12345u;
-		b[i] = (uint8_t)(seed >> 16);
-	}
 }
 
 static int setup(void **state)

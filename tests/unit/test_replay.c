@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "tests/unit/test_log_util.h"
+
 #include <endian.h>
 #include <fcntl.h>
 #include <stdbool.h>
@@ -32,12 +34,6 @@
 
 static char dir[64], logp[128], basep[128], outp[128], out2[128];
 
-static const char *replay_bin(void)
-{
-	const char *e = getenv("CVMM_REPLAY");
-	return e ? e : "build/cvmm-replay";
-}
-
 /* ---- the log, as this test writes it ---- */
 
 struct ent {
@@ -48,14 +44,6 @@ struct ent {
 static struct ent ents[32];
 static size_t nents;
 static uint8_t base_img[DISK];
-
-static void fill(uint8_t *b, size_t n, uint32_t seed)
-{
-	for (size_t i = 0; i < n; i++) {
-		seed = seed * 1103515245u + 12345u;
-		b[i] = (uint8_t)(seed >> 16);
-	}
-}
 
 static void add(uint64_t sector, uint64_t nr, uint64_t flags, const char *mark)
 {
@@ -236,17 +224,6 @@ static void state_image(uint8_t *img, unsigned k, const uint64_t *set)
 
 /* ---- running the tool ---- */
 
-static int run(const char *fmt, ...)
-{
-	char cmd[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	int st = system(cmd);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 255;
-}
-
 /* The tool's stdout (at most `cap` bytes) and exit status. */
 static int capture(char *buf, size_t cap, const char *fmt, ...)
 {
@@ -261,22 +238,6 @@ static int capture(char *buf, size_t cap, const char *fmt, ...)
 	buf[n] = 0;
 	int st = pclose(p);
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 255;
-}
-
-static uint8_t *slurp(const char *path, size_t *len)
-{
-	int fd = open(path, O_RDONLY);
-	if (fd < 0)
-		fail_msg("cannot open %s", path);
-	struct stat st;
-	assert_int_equal(fstat(fd, &st), 0);
-	uint8_t *b = malloc((size_t)st.st_size + 1);
-	assert_non_null(b);
-	assert_int_equal(pread(fd, b, (size_t)st.st_size, 0), st.st_size);
-	close(fd);
-	b[st.st_size] = 0;
-	*len = (size_t)st.st_size;
-	return b;
 }
 
 static void assert_image(const char *path, const uint8_t *want)
