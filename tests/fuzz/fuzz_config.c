@@ -2,7 +2,7 @@
  * and must leave every string field NUL-terminated whether it succeeds or fails.
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. -D_GNU_SOURCE \
- *         tests/fuzz/fuzz_config.c vmm/config.c vmm/power_cut.c devices/fault.c devices/virtio.c \
+ *         tests/fuzz/fuzz_config.c vmm/config.c vmm/power_cut_plan.c devices/fault.c devices/virtio.c \
  *         devices/virtqueue.c lib/guest_mem.c lib/iov.c */
 #include <stdint.h>
 #include <stdlib.h>

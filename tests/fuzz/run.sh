@@ -13,7 +13,7 @@ fuzz_sources() {
 	case "$1" in
 	fuzz_virtq)  echo "devices/virtqueue.c devices/virtio.c lib/guest_mem.c lib/iov.c" ;;
 	fuzz_blk)    echo "devices/blk.c devices/fault.c devices/virtqueue.c devices/virtio.c lib/guest_mem.c lib/iov.c" ;;
-	fuzz_config) echo "vmm/config.c vmm/power_cut.c devices/fault.c devices/virtio.c devices/virtqueue.c lib/guest_mem.c lib/iov.c" ;;
+	fuzz_config) echo "vmm/config.c vmm/power_cut_plan.c devices/fault.c devices/virtio.c devices/virtqueue.c lib/guest_mem.c lib/iov.c" ;;
 	fuzz_elf)    echo "vmm/loader_elf.c lib/file.c lib/guest_mem.c" ;;
 	fuzz_control) echo "vmm/control_json.c" ;;
 	fuzz_blk_window) echo "devices/blk.c devices/fault.c devices/blk_pcache.c devices/virtqueue.c devices/virtio.c $(ls lib/*.c mm/*.c | tr '\n' ' ')" ;;
