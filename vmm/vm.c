@@ -159,17 +159,23 @@ static void control_power_cut(void *ctx, bool sample, uint64_t seed)
 
 /* The control socket's view of the devices (vmm/control.h): the default target (the first
  * window's cache) and every device by name. */
+/* Bytes of a window's file a request may address: the window, or further where a disk on
+ * that file reaches. */
+static uint64_t window_file_limit(const struct vm *vm, const struct pmem_window *w)
+{
+	uint64_t lim = w->size;
+	for (unsigned i = 0; i < vm->nblk; i++)
+		if (vm->blk[i].shared && vm->blk[i].shared->pc == w->pc &&
+		    blk_file_end(&vm->blk[i]) > lim)
+			lim = blk_file_end(&vm->blk[i]);
+	return lim;
+}
+
 static void control_devices(struct vm *vm, struct control_deps *d)
 {
 	if (vm->npmem) {
-		struct pmem_window *w = vm->pmem[0].win;
-		d->pc = w->pc;
-		d->image_limit = w->size;
-		/* the disks on that file may reach further into it */
-		for (unsigned i = 0; i < vm->nblk; i++)
-			if (vm->blk[i].shared && vm->blk[i].shared->pc == w->pc &&
-			    blk_file_end(&vm->blk[i]) > d->image_limit)
-				d->image_limit = blk_file_end(&vm->blk[i]);
+		d->pc = vm->pmem[0].win->pc;
+		d->image_limit = window_file_limit(vm, vm->pmem[0].win);
 	} else if (vm->nblk) {
 		d->image_limit = blk_file_end(&vm->blk[0]);
 	}
@@ -186,13 +192,9 @@ static void control_devices(struct vm *vm, struct control_deps *d)
 	}
 	for (unsigned i = 0; i < vm->npmem && d->ndev < CONTROL_DEVICES_MAX; i++) {
 		struct pmem_window *w = vm->pmem[i].win;
-		uint64_t lim = w->size;
-		for (unsigned j = 0; j < vm->nblk; j++)
-			if (vm->blk[j].shared && vm->blk[j].shared->pc == w->pc &&
-			    blk_file_end(&vm->blk[j]) > lim)
-				lim = blk_file_end(&vm->blk[j]);
 		d->dev[d->ndev++] = (struct control_device){
-			.name = w->name, .kind = "pmem", .pc = w->pc, .image_limit = lim,
+			.name = w->name, .kind = "pmem", .pc = w->pc,
+			.image_limit = window_file_limit(vm, w),
 			.stats_json = pmem_stats_json, .stats_ctx = &vm->pmem[i],
 			.faults = &vm->pmem[i].dev->faults,
 		};
