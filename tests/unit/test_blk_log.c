@@ -41,9 +41,7 @@ static uint8_t *snapshot(void)
 static int setup(void **state)
 {
 	(void)state;
-	const char *t = getenv("TMPDIR");
-	snprintf(dir, sizeof(dir), "%s/blklogXXXXXX", t ? t : "/tmp");
-	assert_non_null(mkdtemp(dir));
+	make_tmpdir(dir, sizeof(dir), "blklog");
 	snprintf(disk, sizeof(disk), "%s/disk", dir);
 	snprintf(logp, sizeof(logp), "%s/log", dir);
 	snprintf(basep, sizeof(basep), "%s.base", logp);

@@ -49,6 +49,14 @@ static inline uint8_t *slurp(const char *path, size_t *len)
 	return b;
 }
 
+/* A new directory $TMPDIR/PREFIXxxxxxx (TMPDIR default /tmp) into dir. */
+static inline void make_tmpdir(char *dir, size_t len, const char *prefix)
+{
+	const char *t = getenv("TMPDIR");
+	snprintf(dir, len, "%s/%sXXXXXX", t ? t : "/tmp", prefix);
+	assert_non_null(mkdtemp(dir));
+}
+
 /* n bytes from a seeded LCG: the same seed, the same bytes. */
 static inline void fill(uint8_t *b, size_t n, uint32_t seed)
 {

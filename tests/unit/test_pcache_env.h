@@ -81,6 +81,18 @@ static inline int env_open(struct env *e, uint64_t size, uint64_t prefill, uint6
 	return env_map(e, gran, writable);
 }
 
+/* A second window onto the same cache: 1 MiB granules at ENV_BASE + 64 MiB (e->size must be
+ * 4 MiB), through its own fake shadow (*f2). */
+static inline struct pcache_map *env_second_map(struct env *e, struct shadow_fake **f2)
+{
+	char err[256];
+	struct pcache_map *m2;
+	*f2 = shadow_fake_create(ENV_BASE + 64 * MIB, 1 * MIB, 4);
+	assert_int_equal(pcache_map_create(e->pc, &(*f2)->base, ENV_BASE + 64 * MIB, 1 * MIB, true,
+					   &m2, err, sizeof(err)), 0);
+	return m2;
+}
+
 static inline void env_close(struct env *e)
 {
 	if (e->m)

@@ -257,12 +257,9 @@ static void test_two_maps_and_list(void **state)
 {
 	(void)state;
 	struct env e = { 0 };
-	char err[256];
 	assert_int_equal(env_open(&e, 4 * MIB, 4 * MIB, 64 * KIB, true), 0);
-	struct shadow_fake *f2 = shadow_fake_create(ENV_BASE + 64 * MIB, 1 * MIB, 4);
-	struct pcache_map *m2;
-	assert_int_equal(pcache_map_create(e.pc, &f2->base, ENV_BASE + 64 * MIB, 1 * MIB, true,
-					   &m2, err, sizeof(err)), 0);
+	struct shadow_fake *f2;
+	struct pcache_map *m2 = env_second_map(&e, &f2);
 	assert_int_equal(env_store8(&e, 8192, 0x31), PCACHE_FAULT_DONE);
 	uint64_t w = 0x32;
 	assert_int_equal(pcache_fault(m2, ENV_BASE + 64 * MIB + 16384, PCACHE_STORE, &w, 8),

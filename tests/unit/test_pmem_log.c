@@ -57,9 +57,7 @@ static void put_file(const char *path, const uint8_t *b, size_t n)
 static int setup(void **state)
 {
 	(void)state;
-	const char *t = getenv("TMPDIR");
-	snprintf(dir, sizeof(dir), "%s/pmemlogXXXXXX", t ? t : "/tmp");
-	assert_non_null(mkdtemp(dir));
+	make_tmpdir(dir, sizeof(dir), "pmemlog");
 	snprintf(logp, sizeof(logp), "%s/log", dir);
 	snprintf(basep, sizeof(basep), "%s.base", logp);
 	snprintf(outp, sizeof(outp), "%s/out", dir);

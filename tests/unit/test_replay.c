@@ -104,9 +104,7 @@ static void write_log(void)
 static int setup(void **state)
 {
 	(void)state;
-	const char *t = getenv("TMPDIR");
-	snprintf(dir, sizeof(dir), "%s/replayXXXXXX", t ? t : "/tmp");
-	assert_non_null(mkdtemp(dir));
+	make_tmpdir(dir, sizeof(dir), "replay");
 	snprintf(logp, sizeof(logp), "%s/log", dir);
 	snprintf(basep, sizeof(basep), "%s/log.base", dir);
 	snprintf(outp, sizeof(outp), "%s/out", dir);
